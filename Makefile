@@ -1,0 +1,75 @@
+# CareLine: `make run` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+# Python 3.10 for Rasa 3.6 (its last open-source release supports nothing newer).
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls /root/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | head -n1)
+PYTHON311 ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+
+VENV := .venv
+VENV_RASA := .venv-rasa
+RASA := $(VENV_RASA)/bin/rasa
+BOT_FILES := $(shell find bot -type f -name '*.yml' 2>/dev/null)
+MODEL := models/careline.tar.gz
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install train run test test-fast bench eval-nlu test-tools clean
+
+install: $(VENV_RASA)/.installed $(VENV)/.installed
+
+$(VENV_RASA)/.installed: requirements/rasa.lock
+	@if [ -z "$(PYTHON310)" ] || ! "$(PYTHON310)" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then \
+	  echo "Python 3.10 is required for Rasa 3.6 and was not found."; \
+	  echo "Install it (e.g. 'pyenv install 3.10.13', 'apt install python3.10' or 'brew install python@3.10')"; \
+	  echo "and put python3.10 on PATH, or run: make PYTHON310=/path/to/python3.10"; exit 1; fi
+	rm -rf $(VENV_RASA)
+	"$(PYTHON310)" -m venv $(VENV_RASA)
+	$(VENV_RASA)/bin/pip install -q "pip==24.0"
+	$(VENV_RASA)/bin/pip install -q -c requirements/rasa.lock "rasa==3.6.21"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml requirements/venv.lock
+	@"$(PYTHON311)" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null || { \
+	  echo "Python 3.11 is required for the CareLine services; set PYTHON311=/path/to/python3.11"; exit 1; }
+	[ -x $(VENV)/bin/python ] || "$(PYTHON311)" -m venv $(VENV)
+	$(VENV)/bin/pip install -q -c requirements/venv.lock -e ".[test]"
+	touch $@
+
+# Retrains only when a file under bot/ changed (Rasa also skips unchanged fingerprints).
+train: $(MODEL)
+$(MODEL): $(BOT_FILES) $(VENV_RASA)/.installed
+	mkdir -p models
+	cd . && RASA_TELEMETRY_ENABLED=false $(RASA) train -c bot/config.yml -d bot/domain --data bot/data \
+	  --out models --fixed-model-name careline --quiet
+	touch $@
+
+run: install train
+	$(VENV)/bin/careline run
+
+# Test tools from Debian's packages: Chromium for the browser tests (Playwright cannot download
+# browsers here) and docker-compose to validate docker-compose.yml when `docker compose` is absent.
+test-tools:
+	@need=""; \
+	  { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; } || need="$$need chromium"; \
+	  { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || need="$$need docker-compose"; \
+	  if [ -n "$$need" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then echo "Installing$$need (apt)"; \
+	      apt-get install -y -q $$need >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $$need >/dev/null; }; \
+	    else echo "Please install:$$need (e.g. sudo apt-get install$$need)"; exit 1; fi; fi
+
+test: install train test-tools
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: install
+	$(VENV)/bin/python -m pytest -q tests/unit
+
+eval-nlu: install train
+	@for f in ../shared/eval/nlu_*.jsonl; do echo "== $$f"; \
+	  $(VENV)/bin/careline eval nlu --cases $$f | $(VENV)/bin/python -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"accuracy": r["accuracy"], "fallback_rate": r["fallback_rate"], "recall": {k: v["recall"] for k, v in r["intents"].items() if v["support"]}}))'; done
+
+bench: install train
+	$(VENV)/bin/python -m careline.bench
+
+clean:
+	rm -rf models var .pytest_cache

@@ -1,0 +1,49 @@
+"""Plain functions over a tracker's event list (dicts, as the SDK hands them over)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+Event = dict[str, Any]
+
+
+def _intent(event: Event) -> str | None:
+    return ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+
+
+def last_bot_action(events: list[Event]) -> str | None:
+    """The last action run before the latest user message (ignoring action_listen)."""
+    seen_user = False
+    for event in reversed(events):
+        kind = event.get("event")
+        if kind == "user":
+            if seen_user:
+                return None
+            seen_user = True
+        elif kind == "action" and seen_user and event.get("name") != "action_listen":
+            return event.get("name")
+    return None
+
+
+def consecutive_fallbacks(events: list[Event]) -> int:
+    """How many user messages in a row, counting back from the latest, NLU could not classify."""
+    count = 0
+    for event in reversed(events):
+        if event.get("event") == "user":
+            if _intent(event) != "nlu_fallback":
+                break
+            count += 1
+        elif event.get("event") == "session_started":
+            break
+    return count
+
+
+def recent_intents(events: Iterable[Event], limit: int = 5) -> list[str]:
+    intents = [_intent(e) for e in events if e.get("event") == "user"]
+    return [i for i in intents if i][-limit:]
+
+
+def handoff_summary(events: list[Event], reason: str) -> dict[str, Any]:
+    """What staff see first: why, how long the conversation is, what was asked. No message text."""
+    user_turns = sum(1 for e in events if e.get("event") == "user")
+    return {"reason": reason, "user_turns": user_turns, "recent_intents": recent_intents(events)}

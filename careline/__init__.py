@@ -1,0 +1,1 @@
+"""CareLine: shared settings, the command line and the process supervisor."""

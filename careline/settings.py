@@ -1,0 +1,57 @@
+"""One typed settings object for the gateway and the tools that talk to the stack."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "dev-secret", "secret"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    careline_env: Literal["development", "test", "production"] = "development"
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    # Public base URL printed by `make run` and used by the widget when it is embedded elsewhere.
+    public_url: str | None = None
+
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: str | None = None
+    action_server_url: str = "http://127.0.0.1:5055"
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key_prefix: str = "careline"
+
+    # Key of the HMAC that turns (channel, address) into the pseudonymous conversation id.
+    conversation_secret: str = Field(default="", repr=False)
+    # Optional bearer token for POST /api/messages; unset means open (development and tests).
+    api_token: str | None = Field(default=None, repr=False)
+
+    max_message_chars: int = 2000
+    transcript_ttl_seconds: int = 7 * 24 * 3600
+    transcript_max_items: int = 500
+    dedupe_ttl_seconds: int = 24 * 3600
+    rasa_timeout_seconds: float = 30.0
+    rasa_connect_retries: int = 2
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> "Settings":
+        if self.careline_env == "production" and self.conversation_secret.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("CONVERSATION_SECRET must be set to a real random value in production")
+        if not self.conversation_secret:
+            raise ValueError(
+                "CONVERSATION_SECRET is not set: `make run` creates one under var/; "
+                "otherwise generate one with `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The gateway: every channel (web chat, API, SMS, agent console) enters here."""

@@ -1,0 +1,186 @@
+"""The gateway's ASGI app: web chat (page, widget, WebSocket), the JSON API, health checks."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import secrets
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from redis.asyncio import Redis
+
+from careline.settings import Settings, get_settings
+from channels.errors import CareLineError, InvalidMessage, Unauthorized
+from channels.messages import InboundMessage
+from channels.pipeline import Gateway
+from channels.rasa_client import RasaClient
+from channels.safety import SafetyScreen
+from channels.store import ConversationStore
+
+log = logging.getLogger(__name__)
+
+WEB_TOKEN = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+API_CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_.:@+-]{1,128}$")
+
+
+def _static(name: str) -> str:
+    return resources.files("channels").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def error_body(exc: CareLineError) -> dict[str, Any]:
+    return {"error": exc.code, "detail": exc.detail}
+
+
+def create_app(settings: Settings | None = None, screen: SafetyScreen | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3,
+                               retry_on_timeout=True)
+        rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout_seconds,
+                          settings.rasa_connect_retries)
+        store = ConversationStore(redis, settings.redis_key_prefix, settings.transcript_ttl_seconds,
+                                  settings.transcript_max_items, settings.dedupe_ttl_seconds)
+        app.state.redis = redis
+        app.state.rasa = rasa
+        app.state.store = store
+        app.state.gateway = Gateway(store, rasa, settings.conversation_secret, screen,
+                                    settings.max_message_chars)
+        app.state.http = httpx.AsyncClient(timeout=3.0)
+        try:
+            yield
+        finally:
+            await rasa.aclose()
+            await app.state.http.aclose()
+            await redis.aclose()
+
+    app = FastAPI(title="CareLine gateway", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+
+    @app.exception_handler(CareLineError)
+    async def _careline_error(_request: Request, exc: CareLineError) -> JSONResponse:
+        return JSONResponse(error_body(exc), status_code=exc.status_code)
+
+    # --- health ----------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        state = request.app.state
+
+        async def redis_ok() -> bool:
+            try:
+                return bool(await state.redis.ping())
+            except Exception:
+                return False
+
+        async def actions_ok() -> bool:
+            try:
+                resp = await state.http.get(f"{settings.action_server_url.rstrip('/')}/health")
+                return resp.status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        r, a, s = await asyncio.gather(redis_ok(), state.rasa.ready(), actions_ok())
+        checks = {"redis": r, "rasa": a, "action_server": s}
+        ok = all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    # --- JSON API --------------------------------------------------------------------------
+    @app.post("/api/messages")
+    async def api_messages(request: Request) -> JSONResponse:
+        if settings.api_token:
+            supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(supplied.encode(), settings.api_token.encode()):
+                raise Unauthorized("a valid bearer token is required")
+        try:
+            body = await request.json()
+        except ValueError:
+            raise InvalidMessage("body must be JSON: {\"conversation_id\": \"...\", \"text\": \"...\"}")
+        if not isinstance(body, dict):
+            raise InvalidMessage("body must be a JSON object")
+        conversation_id = body.get("conversation_id")
+        if not isinstance(conversation_id, str) or not API_CONVERSATION_ID.match(conversation_id):
+            raise InvalidMessage("conversation_id must be a string of 1-128 letters, digits or ._:@+-")
+        if "text" not in body:
+            raise InvalidMessage("text is required")
+        message_id = body.get("message_id") or request.headers.get("idempotency-key")
+        if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= 128):
+            raise InvalidMessage("message_id must be a string of at most 128 characters")
+        result = await request.app.state.gateway.handle(
+            InboundMessage("api", conversation_id, body["text"], message_id))
+        return JSONResponse({"conversation_id": conversation_id, "owner": result.owner.value,
+                             "messages": [m.to_dict() for m in result.replies]})
+
+    # --- web chat --------------------------------------------------------------------------
+    @app.get("/chat", response_class=HTMLResponse)
+    async def chat_page() -> HTMLResponse:
+        return HTMLResponse(_static("chat.html"), headers={"Cache-Control": "no-store"})
+
+    @app.get("/widget.js")
+    async def widget_js() -> Response:
+        return Response(_static("widget.js"), media_type="application/javascript",
+                        headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"})
+
+    @app.websocket("/ws")
+    async def web_socket(ws: WebSocket) -> None:
+        await ws.accept()
+        gateway: Gateway = ws.app.state.gateway
+        store: ConversationStore = ws.app.state.store
+        token: str | None = None
+        try:
+            while True:
+                try:
+                    data = json.loads(await ws.receive_text())
+                except ValueError:
+                    data = None
+                if not isinstance(data, dict):
+                    await ws.send_json({"type": "error", "error": "invalid_message",
+                                        "detail": "frames must be JSON objects"})
+                    continue
+                kind = data.get("type")
+                if kind == "hello":
+                    asked = data.get("conversation_token")
+                    token = asked if isinstance(asked, str) and WEB_TOKEN.match(asked) else secrets.token_urlsafe(24)
+                    key = gateway.key_for("web", token)
+                    history = [{"role": m["role"], "text": m["text"], "buttons": m.get("buttons", [])}
+                               for m in await store.transcript(key)]
+                    owner = await store.owner(key)
+                    await ws.send_json({"type": "session", "conversation_token": token, "history": history,
+                                        "owner": owner.value if owner else "bot"})
+                elif kind == "message":
+                    client_id = data.get("client_message_id")
+                    if token is None:
+                        await ws.send_json({"type": "error", "error": "no_session", "client_message_id": client_id,
+                                            "detail": "send a hello frame first"})
+                        continue
+                    try:
+                        if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 128):
+                            raise InvalidMessage("client_message_id must be a short string")
+                        result = await gateway.handle(InboundMessage("web", token, data.get("text"), client_id))
+                    except CareLineError as exc:
+                        await ws.send_json({"type": "error", "client_message_id": client_id, **error_body(exc)})
+                        continue
+                    await ws.send_json({"type": "ack", "client_message_id": client_id,
+                                        "owner": result.owner.value})
+                    for m in result.replies:
+                        await ws.send_json({"type": "message", "role": m.role, **m.to_dict()})
+                else:
+                    await ws.send_json({"type": "error", "error": "invalid_message",
+                                        "detail": "type must be hello or message"})
+        except WebSocketDisconnect:
+            return
+
+    return app

@@ -1,0 +1,39 @@
+"""The one internal message type every channel converts to and from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Button:
+    title: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    channel: str
+    # The channel's own address of the conversation (web token, API id, phone number). Never logged,
+    # never sent to Rasa: see channels.pseudonym.
+    address: str
+    text: str
+    # Idempotency key from the channel (client message id, Twilio MessageSid); None when it has none.
+    message_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    text: str
+    buttons: tuple[Button, ...] = ()
+    role: str = "bot"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "buttons": [asdict(b) for b in self.buttons]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], role: str = "bot") -> "OutboundMessage":
+        buttons = tuple(Button(str(b["title"]), str(b["payload"])) for b in data.get("buttons") or ())
+        return cls(text=str(data.get("text", "")), buttons=buttons, role=data.get("role", role))

