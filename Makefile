@@ -9,7 +9,7 @@ PYTHON311 ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/
 VENV := .venv
 VENV_RASA := .venv-rasa
 RASA := $(VENV_RASA)/bin/rasa
-BOT_FILES := $(shell find bot -type f -name '*.yml' 2>/dev/null)
+BOT_FILES := bot/config.yml $(shell find bot/domain bot/data -type f -name '*.yml' 2>/dev/null)
 MODEL := models/careline.tar.gz
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

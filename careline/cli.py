@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ev_sub = ev.add_subparsers(dest="what", required=True)
     nlu = ev_sub.add_parser("nlu", help="intent classification on cases {id, text, intent}")
     nlu.add_argument("--cases", required=True, type=Path, help="JSON Lines file of cases")
+    nlu.add_argument("--model", type=Path, help="model archive (default: newest in models/, or the running Rasa)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.cases.exists():
                 print(f"error: no such file: {args.cases}", file=sys.stderr)
                 return 2
-            json.dump(evaluate(root, args.cases), sys.stdout, indent=2)
+            json.dump(evaluate(root, args.cases, args.model), sys.stdout, indent=2)
             print()
             return 0
     except (StackError, ValueError) as exc:

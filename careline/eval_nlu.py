@@ -90,9 +90,9 @@ def _running_rasa() -> tuple[str, str | None] | None:
         return None
 
 
-def evaluate(root: Path, cases_path: Path) -> dict[str, Any]:
+def evaluate(root: Path, cases_path: Path, model: Path | None = None) -> dict[str, Any]:
     cases = read_cases(cases_path)
-    running = _running_rasa()
+    running = None if model else _running_rasa()
     started: Stack | None = None
     if running:
         url, token = running
@@ -102,7 +102,7 @@ def evaluate(root: Path, cases_path: Path) -> dict[str, Any]:
         started = Stack(root, rasa_port=port, redis_url="redis://unused")
         env = started._env()
         started.services["rasa"] = Service(
-            "rasa", [str(root / ".venv-rasa/bin/rasa"), "run", "--model", str(latest_model(root / "models")),
+            "rasa", [str(root / ".venv-rasa/bin/rasa"), "run", "--model", str(model or latest_model(root / "models")),
                      "--enable-api", "--auth-token", token, "--interface", "127.0.0.1", "--port", str(port)],
             env, ready_url=f"http://127.0.0.1:{port}/status?token={token}", timeout=240)
         started.start(["rasa"])
