@@ -25,12 +25,16 @@ def last_bot_action(events: list[Event]) -> str | None:
     return None
 
 
-def consecutive_fallbacks(events: list[Event]) -> int:
-    """How many user messages in a row, counting back from the latest, NLU could not classify."""
+MISUNDERSTOOD = {"nlu_fallback", "out_of_scope"}
+
+
+def consecutive_misunderstandings(events: list[Event]) -> int:
+    """How many user messages in a row, counting back from the latest, were not understood
+    (NLU fallback) or asked for something the assistant does not do (out of scope)."""
     count = 0
     for event in reversed(events):
         if event.get("event") == "user":
-            if _intent(event) != "nlu_fallback":
+            if _intent(event) not in MISUNDERSTOOD:
                 break
             count += 1
         elif event.get("event") == "session_started":

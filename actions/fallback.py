@@ -1,4 +1,4 @@
-"""Fallback: ask to rephrase once, then offer a person (repeated misunderstanding)."""
+"""Misunderstanding: ask to rephrase (or say it is out of scope) once, then offer a person."""
 
 from __future__ import annotations
 
@@ -6,23 +6,33 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import FollowupAction
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.dialogue import consecutive_fallbacks
+from actions.dialogue import consecutive_misunderstandings
 
-REPHRASE_LIMIT = 1
+# Misunderstandings in a row after which a person is offered ("repeated misunderstanding").
+OFFER_AFTER = 2
 
 
-def fallback_step(events: list[dict]) -> str:
-    """'rephrase' for the first miss in a row, 'offer_human' from the second on."""
-    return "rephrase" if consecutive_fallbacks(events) <= REPHRASE_LIMIT else "offer_human"
+def fallback_step(events: list[dict], intent: str) -> str:
+    """'rephrase' or 'out_of_scope' for the first miss in a row, 'offer_human' from the second on."""
+    if consecutive_misunderstandings(events) >= OFFER_AFTER:
+        return "offer_human"
+    return "out_of_scope" if intent == "out_of_scope" else "rephrase"
 
 
 class ActionFallback(Action):
+    """Runs for nlu_fallback, out_of_scope, and when the dialogue policies are unsure."""
+
     def name(self) -> str:
         return "action_fallback"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
-        if fallback_step(tracker.events) == "rephrase":
+        intent = (tracker.latest_message.get("intent") or {}).get("name") or ""
+        step = fallback_step(tracker.events, intent)
+        if step == "rephrase":
             dispatcher.utter_message(response="utter_ask_rephrase")
+            return []
+        if step == "out_of_scope":
+            dispatcher.utter_message(response="utter_out_of_scope")
             return []
         dispatcher.utter_message(response="utter_still_not_understood")
         return [FollowupAction("action_offer_human")]

@@ -1,6 +1,6 @@
 import pytest
 
-from actions.dialogue import consecutive_fallbacks, handoff_summary, last_bot_action
+from actions.dialogue import consecutive_misunderstandings, handoff_summary, last_bot_action
 from actions.fallback import fallback_step
 
 
@@ -32,16 +32,19 @@ def test_last_bot_action(events, expected):
 @pytest.mark.parametrize("intents, count, step", [
     (["greet"], 0, "rephrase"),
     (["nlu_fallback"], 1, "rephrase"),
+    (["out_of_scope"], 1, "out_of_scope"),
     (["greet", "nlu_fallback", "nlu_fallback"], 2, "offer_human"),
+    (["nlu_fallback", "out_of_scope"], 2, "offer_human"),
+    (["out_of_scope", "out_of_scope"], 2, "offer_human"),
     (["nlu_fallback", "greet", "nlu_fallback"], 1, "rephrase"),
     (["nlu_fallback", "nlu_fallback", "nlu_fallback"], 3, "offer_human"),
 ])
-def test_fallback_counts_consecutive_misses(intents, count, step):
+def test_fallback_counts_consecutive_misunderstandings(intents, count, step):
     events = []
     for intent in intents:
         events += [user(intent), action("action_fallback"), LISTEN]
-    assert consecutive_fallbacks(events) == count
-    assert fallback_step(events) == step
+    assert consecutive_misunderstandings(events) == count
+    assert fallback_step(events, intents[-1]) == step
 
 
 def test_handoff_summary_has_no_message_text():
