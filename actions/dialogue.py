@@ -11,8 +11,8 @@ def _intent(event: Event) -> str | None:
     return ((event.get("parse_data") or {}).get("intent") or {}).get("name")
 
 
-def last_bot_action(events: list[Event]) -> str | None:
-    """The last action run before the latest user message (ignoring action_listen)."""
+def last_bot_utterance(events: list[Event]) -> str | None:
+    """The response name (utter_*) of the last bot message before the latest user message."""
     seen_user = False
     for event in reversed(events):
         kind = event.get("event")
@@ -20,8 +20,8 @@ def last_bot_action(events: list[Event]) -> str | None:
             if seen_user:
                 return None
             seen_user = True
-        elif kind == "action" and seen_user and event.get("name") != "action_listen":
-            return event.get("name")
+        elif kind == "bot" and seen_user:
+            return (event.get("metadata") or {}).get("utter_action")
     return None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import FollowupAction
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.dialogue import consecutive_misunderstandings
@@ -35,4 +34,6 @@ class ActionFallback(Action):
             dispatcher.utter_message(response="utter_out_of_scope")
             return []
         dispatcher.utter_message(response="utter_still_not_understood")
-        return [FollowupAction("action_offer_human")]
+        # Uttered here, not through a follow-up action: the policies then expect action_listen.
+        dispatcher.utter_message(response="utter_offer_human")
+        return []

@@ -7,10 +7,10 @@ from typing import Any
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.dialogue import handoff_summary, last_bot_action
+from actions.dialogue import handoff_summary, last_bot_utterance
 
-# Actions after which "yes" means "yes, connect me to a person".
-OFFERS_OF_A_PERSON = {"action_offer_human"}
+# Bot messages after which "yes" means "yes, connect me to a person".
+OFFERS_OF_A_PERSON = {"utter_offer_human"}
 
 
 def handoff_payload(events: list[dict[str, Any]], reason: str) -> dict[str, Any]:
@@ -41,7 +41,7 @@ class ActionHandleAffirm(Action):
         return "action_handle_affirm"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
-        if last_bot_action(tracker.events) in OFFERS_OF_A_PERSON:
+        if last_bot_utterance(tracker.events) in OFFERS_OF_A_PERSON:
             dispatcher.utter_message(response="utter_handoff")
             dispatcher.utter_message(json_message=handoff_payload(tracker.events, "request_human"))
         else:

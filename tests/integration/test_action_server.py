@@ -34,5 +34,6 @@ def test_rasa_runs_custom_actions_and_keeps_their_events(stack, api, conversatio
                        params={"token": stack.rasa_token}).json()["events"]
     ran = [e["name"] for e in events if e["event"] == "action"]
     assert "action_offer_human" in ran and "action_handle_affirm" in ran
+    assert ran.count("action_fallback") == 0
     bot_texts = [e.get("text") for e in events if e["event"] == "bot"]
     assert any(t and "team" in t for t in bot_texts)

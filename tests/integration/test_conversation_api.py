@@ -9,6 +9,15 @@ from tests.helpers import say, texts
 pytestmark = pytest.mark.stack
 
 
+def tracker(stack, api_conversation_id: str) -> list[dict]:
+    from channels.pseudonym import conversation_key
+
+    key = conversation_key(stack.secret, "api", api_conversation_id)
+    resp = httpx.get(f"{stack.rasa_url}/conversations/{key}/tracker", params={"token": stack.rasa_token})
+    resp.raise_for_status()
+    return resp.json()["events"]
+
+
 def owner_of(stack, api_conversation_id: str) -> str:
     from channels.pseudonym import conversation_key
 
@@ -63,7 +72,7 @@ def test_request_human_hands_off_and_bot_goes_quiet(stack, api, conversation_id)
     assert b"real person" not in info[b"summary"]
 
 
-def test_fallback_asks_to_rephrase_then_offers_a_person(api, conversation_id):
+def test_fallback_asks_to_rephrase_then_offers_a_person(stack, api, conversation_id):
     # "/nlu_fallback" is the intent itself (as a quick-reply payload would be): deterministic.
     first = say(api, conversation_id, "/nlu_fallback")
     assert "another way" in texts(first).lower()
@@ -71,6 +80,8 @@ def test_fallback_asks_to_rephrase_then_offers_a_person(api, conversation_id):
     assert "staff" in texts(second).lower()
     assert "/request_human" in [b["payload"] for m in second["messages"] for b in m["buttons"]]
     assert say(api, conversation_id, "yes")["owner"] == "waiting_for_staff"
+    actions = [e["name"] for e in tracker(stack, conversation_id) if e["event"] == "action"]
+    assert actions.count("action_fallback") == 2, "one fallback per misunderstanding, no loop"
 
 
 def test_repeated_gibberish_offers_a_person(api, conversation_id):
@@ -112,12 +123,7 @@ def test_sender_id_is_pseudonymous(stack, api):
 
 
 def user_turns_in_rasa(stack, api_conversation_id: str) -> int:
-    from channels.pseudonym import conversation_key
-
-    key = conversation_key(stack.secret, "api", api_conversation_id)
-    resp = httpx.get(f"{stack.rasa_url}/conversations/{key}/tracker", params={"token": stack.rasa_token})
-    resp.raise_for_status()
-    return sum(1 for e in resp.json()["events"] if e["event"] == "user")
+    return sum(1 for e in tracker(stack, api_conversation_id) if e["event"] == "user")
 
 
 def test_duplicate_message_id_is_answered_once(stack, api, conversation_id):

@@ -1,6 +1,6 @@
 import pytest
 
-from actions.dialogue import consecutive_misunderstandings, handoff_summary, last_bot_action
+from actions.dialogue import consecutive_misunderstandings, handoff_summary, last_bot_utterance
 from actions.fallback import fallback_step
 
 
@@ -15,18 +15,22 @@ def action(name):
 LISTEN = action("action_listen")
 
 
+def bot(utter_action):
+    return {"event": "bot", "text": "...", "metadata": {"utter_action": utter_action}}
+
+
 @pytest.mark.parametrize("events, expected", [
     ([], None),
     ([user("affirm")], None),
-    ([action("action_session_start"), LISTEN, user("greet"), action("utter_greet"), LISTEN, user("affirm")],
-     "utter_greet"),
-    ([user("book_appointment"), action("utter_scheduling_unavailable"), action("action_offer_human"), LISTEN,
-      user("affirm")], "action_offer_human"),
+    ([action("action_session_start"), LISTEN, user("greet"), action("utter_greet"), bot("utter_greet"), LISTEN,
+      user("affirm")], "utter_greet"),
+    ([user("book_appointment"), action("utter_scheduling_unavailable"), bot("utter_scheduling_unavailable"),
+      action("action_offer_human"), bot("utter_offer_human"), LISTEN, user("affirm")], "utter_offer_human"),
     # The offer was two turns ago: "yes" no longer answers it.
-    ([action("action_offer_human"), LISTEN, user("greet"), LISTEN, user("affirm")], None),
+    ([action("action_offer_human"), bot("utter_offer_human"), LISTEN, user("greet"), LISTEN, user("affirm")], None),
 ])
-def test_last_bot_action(events, expected):
-    assert last_bot_action(events) == expected
+def test_last_bot_utterance(events, expected):
+    assert last_bot_utterance(events) == expected
 
 
 @pytest.mark.parametrize("intents, count, step", [
