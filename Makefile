@@ -3,8 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
 # Python 3.10 for Rasa 3.6 (its last open-source release supports nothing newer).
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls /root/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | head -n1)
-PYTHON311 ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+# The first candidate that really runs 3.10 (a pyenv shim may exist and refuse to run).
+PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 /root/.pyenv/versions/3.10*/bin/python3.10 \
+  /usr/local/bin/python3.10 /usr/bin/python3.10 /opt/homebrew/bin/python3.10; do \
+  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
+PYTHON311 ?= $(shell for p in python3.11 python3 $$HOME/.pyenv/versions/3.11*/bin/python3.11 /usr/bin/python3.11; do \
+  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 11)' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
 
 VENV := .venv
 VENV_RASA := .venv-rasa

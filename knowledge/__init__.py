@@ -1,0 +1,1 @@
+"""Curated knowledge: MedQuAD, clinic information, curation rules, ingestion and retrieval."""
