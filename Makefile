@@ -18,7 +18,7 @@ MODEL := models/careline.tar.gz
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install train run test test-fast bench eval-nlu test-tools clean
+.PHONY: install train kb run test test-fast bench eval-nlu test-tools clean
 
 install: $(VENV_RASA)/.installed $(VENV)/.installed
 
@@ -48,7 +48,11 @@ $(MODEL): $(BOT_FILES) $(VENV_RASA)/.installed
 	  --out models --fixed-model-name careline --quiet
 	touch $@
 
-run: install train
+# Indexes the knowledge base when it is missing or stale (a no-op in seconds when unchanged).
+kb: install
+	$(VENV)/bin/careline kb ingest
+
+run: install train kb
 	$(VENV)/bin/careline run
 
 # Test tools from Debian's packages: Chromium for the browser tests (Playwright cannot download
@@ -62,7 +66,7 @@ test-tools:
 	      apt-get install -y -q $$need >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $$need >/dev/null; }; \
 	    else echo "Please install:$$need (e.g. sudo apt-get install$$need)"; exit 1; fi; fi
 
-test: install train test-tools
+test: install train test-tools kb
 	$(VENV)/bin/python -m pytest -q
 
 test-fast: install
@@ -72,8 +76,9 @@ eval-nlu: install train
 	@for f in ../shared/eval/nlu_*.jsonl; do echo "== $$f"; \
 	  $(VENV)/bin/careline eval nlu --cases $$f | $(VENV)/bin/python -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"accuracy": r["accuracy"], "fallback_rate": r["fallback_rate"], "recall": {k: v["recall"] for k, v in r["intents"].items() if v["support"]}}))'; done
 
-bench: install train
+bench: install train kb
 	$(VENV)/bin/python -m careline.bench
+	$(VENV)/bin/python -m careline.bench_kb
 
 clean:
 	rm -rf models var .pytest_cache

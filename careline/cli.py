@@ -23,6 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     nlu.add_argument("--cases", required=True, type=Path, help="JSON Lines file of cases")
     nlu.add_argument("--model", type=Path, help="model archive (default: newest in models/, or the running Rasa)")
 
+    rag = ev_sub.add_parser("rag", help="retrieval and answering on cases {id, question, relevant | answerable}")
+    rag.add_argument("--cases", required=True, type=Path, help="JSON Lines file of cases")
+
+    kb = sub.add_parser("kb", help="the knowledge base: ingest, stats, search")
+    kb_sub = kb.add_subparsers(dest="what", required=True)
+    ing = kb_sub.add_parser("ingest", help="index MedQuAD and the clinic files into Chroma (re-runnable)")
+    ing.add_argument("--folders", help="comma-separated MedQuAD folders (default: all nine)")
+    ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    kb_sub.add_parser("stats", help="what the store holds")
+    se = kb_sub.add_parser("search", help="retrieve passages for a question")
+    se.add_argument("query")
+    se.add_argument("-k", type=int, default=5)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -38,7 +51,29 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(evaluate(root, args.cases, args.model), sys.stdout, indent=2)
             print()
             return 0
-    except (StackError, ValueError) as exc:
+        if args.command == "eval" and args.what == "rag":
+            from careline.kb import evaluate_rag
+            if not args.cases.exists():
+                print(f"error: no such file: {args.cases}", file=sys.stderr)
+                return 2
+            json.dump(evaluate_rag(root, args.cases), sys.stdout, indent=2)
+            print()
+            return 0
+        if args.command == "kb":
+            from careline import kb
+            if args.what == "ingest":
+                folders = [f for f in (args.folders or "").split(",") if f] or None
+                result = kb.run_ingest(root, folders, progress=not args.quiet)
+                print(json.dumps({k: v for k, v in result.items() if k != "curation"}, indent=2))
+                print("curation:", json.dumps(result["curation"].get("changed", {})), file=sys.stderr)
+                return 0
+            if args.what == "stats":
+                print(json.dumps(kb.stats(root), indent=2))
+                return 0
+            if args.what == "search":
+                print(json.dumps(kb.search(root, args.query, args.k), indent=2))
+                return 0
+    except (StackError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 2

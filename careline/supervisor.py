@@ -148,6 +148,7 @@ class Stack:
             "RASA_TELEMETRY_ENABLED": "false",
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONUNBUFFERED": "1",
+            "CARELINE_ROOT": str(self.root),
         })
         env.update(self.extra_env)
         return env
@@ -182,6 +183,18 @@ class Stack:
         for name in names or list(self.services):
             self._start_one(self.services[name])
 
+    def warm_up_actions(self, timeout: float = 180.0) -> bool:
+        """Load the knowledge base in the action server before the first patient asks."""
+        tracker = {"sender_id": "warmup", "slots": {}, "latest_message": {}, "events": [], "paused": False,
+                   "followup_action": None, "active_loop": {}, "latest_action_name": None}
+        try:
+            resp = httpx.post(f"{self.action_url}/webhook", timeout=timeout, json={
+                "next_action": "action_kb_warmup", "sender_id": "warmup", "tracker": tracker, "domain": {},
+                "version": "3.6.21"})
+            return resp.status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def _start_one(self, svc: Service) -> None:
         if svc.proc and svc.proc.poll() is None:
             return
@@ -193,6 +206,8 @@ class Stack:
                                     start_new_session=True)
         logfile.close()
         self._wait_ready(svc)
+        if svc.name == "actions" and not self.warm_up_actions():
+            log.warning("knowledge base warm-up failed; see %s", self.logs / "actions.log")
         log.info("%s ready", svc.name)
 
     def _wait_ready(self, svc: Service) -> None:

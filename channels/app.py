@@ -119,8 +119,11 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         message_id = body.get("message_id") or request.headers.get("idempotency-key")
         if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= 128):
             raise InvalidMessage("message_id must be a string of at most 128 characters")
+        render = body.get("render", "web")
+        if render not in ("web", "sms"):
+            raise InvalidMessage("render must be \"web\" or \"sms\"")
         result = await request.app.state.gateway.handle(
-            InboundMessage("api", conversation_id, body["text"], message_id))
+            InboundMessage("api", conversation_id, body["text"], message_id, {"format": render}))
         return JSONResponse({"conversation_id": conversation_id, "owner": result.owner.value,
                              "messages": [m.to_dict() for m in result.replies]})
 

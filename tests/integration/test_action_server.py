@@ -27,7 +27,7 @@ def test_action_server_health_and_registry(stack):
 
 
 def test_rasa_runs_custom_actions_and_keeps_their_events(stack, api, conversation_id):
-    say(api, conversation_id, "what time do you close today")
+    say(api, conversation_id, "can i move my appointment to next week")
     say(api, conversation_id, "sure")
     key = conversation_key(stack.secret, "api", conversation_id)
     events = httpx.get(f"{stack.rasa_url}/conversations/{key}/tracker",

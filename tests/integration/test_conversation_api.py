@@ -47,7 +47,7 @@ def test_skill_not_ready_is_honest_and_offers_a_person(api, conversation_id):
 
 
 def test_deny_the_offer_keeps_the_bot(api, conversation_id):
-    say(api, conversation_id, "what are your opening hours on saturday")
+    say(api, conversation_id, "i need to cancel my appointment on friday")
     reply = say(api, conversation_id, "no thanks")
     assert reply["owner"] == "bot"
     assert "help" in texts(reply).lower()

@@ -21,7 +21,7 @@ def test_restart_gateway_and_rasa_keeps_conversations(stack, conversation_id):
     staff_conversation = conversation_id + "-staff"
     with httpx.Client(base_url=stack.gateway_url, timeout=60) as api:
         say(api, conversation_id, "hi")
-        say(api, conversation_id, "when are you open")  # offer of a person pending
+        say(api, conversation_id, "please cancel my appointment")  # offer of a person pending
         say(api, staff_conversation, "let me speak to a person")
     before = [e for e in tracker_events(stack, conversation_id) if e["event"] == "user"]
 

@@ -1,0 +1,128 @@
+"""Grounded answers to health and clinic questions from the curated knowledge base."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+log = logging.getLogger(__name__)
+
+DIAGNOSIS = re.compile(r"\b(do|could|might|may|can) i (have|has|got)\b|\bam i (sick|dying)\b|\bdo i need to (worry|see)\b"
+                       r"|\bis (it|this) (cancer|serious|a tumou?r)\b|\bdiagnos(e|is) me\b", re.I)
+DOSING = re.compile(r"\b(dose|dosage|dosing|how (much|many) (mg|milligrams|pills|tablets|ml)|mg\b|overdose"
+                    r"|how often (can|should) i take|can i take)\b", re.I)
+ASK_PHARMACIST = ("This is general information, not advice about your dose: please ask your pharmacist "
+                  "or clinician before starting, stopping or changing a medicine.")
+
+
+@lru_cache(maxsize=1)
+def get_retriever():
+    """Built on first use (or by the warm-up action), never at import."""
+    from careline.kb import make_retriever
+
+    root = Path(os.environ.get("CARELINE_ROOT") or Path(__file__).resolve().parents[1])
+    return make_retriever(root)
+
+
+def channel_of(tracker: Tracker) -> str:
+    """How to size answers: "sms" (SMS channel, or an API client asking for SMS rendering) or "web"."""
+    metadata = tracker.latest_message.get("metadata") or {}
+    return "sms" if "sms" in (metadata.get("format"), metadata.get("channel")) else "web"
+
+
+def boundary(text: str) -> str | None:
+    if DIAGNOSIS.search(text):
+        return "diagnosis"
+    if DOSING.search(text):
+        return "dosing"
+    return None
+
+
+def answer_events(text: str, channel: str, focus: str | None) -> tuple[list[dict[str, Any]], list]:
+    """Plain function behind the action: (messages to send, slot events)."""
+    from knowledge.answer import decide, render
+
+    if boundary(text) == "diagnosis":
+        return [{"response": "utter_cannot_diagnose"}, {"response": "utter_offer_human"}], []
+    retriever = get_retriever()
+    hits = retriever.search(text, k=3, context=focus)
+    decision = decide(hits, retriever.calibration.threshold)
+    if not decision.answer:
+        log.info("kb abstain reason=%s top=%.3f", decision.reason, hits[0].score if hits else 0.0)
+        messages: list[dict[str, Any]] = [{"response": "utter_kb_abstain"}]
+        related = [h for h in hits if h.score >= retriever.calibration.threshold / 3 and h.metadata.get("kind") == "medical"]
+        buttons = [{"title": "Talk to a person", "payload": "/request_human"}]
+        if related:
+            title = related[0].metadata.get("title", "")
+            buttons.insert(0, {"title": f"Read about {title}"[:60], "payload": f"what is {title}"})
+        messages.append({"text": "Would you like to talk to a member of our staff instead?", "buttons": buttons})
+        return messages, [SlotSet("kb_more", None)]
+    hit = decision.cited[0]
+    rendered = render(hit, channel)
+    log.info("kb answer citation=%s score=%.3f", hit.citation_id, hit.score)
+    first: dict[str, Any] = {"text": rendered.first}
+    if rendered.rest and channel != "sms":
+        first["buttons"] = [{"title": "Tell me more", "payload": "/ask_more"}]
+    messages = [first]
+    if boundary(text) == "dosing":
+        messages.append({"text": ASK_PHARMACIST})
+    focus_name = hit.metadata.get("focus") if hit.metadata.get("kind") == "medical" else None
+    return messages, [SlotSet("kb_more", rendered.rest or None), SlotSet("kb_focus", focus_name),
+                      SlotSet("kb_citation", hit.citation_id)]
+
+
+def send(dispatcher: CollectingDispatcher, messages: list[dict[str, Any]]) -> None:
+    for m in messages:
+        dispatcher.utter_message(**m)
+
+
+class ActionAnswerQuestion(Action):
+    def name(self) -> str:
+        return "action_answer_question"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+        text = tracker.latest_message.get("text") or ""
+        try:
+            messages, events = answer_events(text, channel_of(tracker), tracker.get_slot("kb_focus"))
+        except Exception:  # fail closed: no unchecked answer, the safety line and a person
+            log.exception("kb answer failed")
+            dispatcher.utter_message(response="utter_kb_unavailable")
+            dispatcher.utter_message(response="utter_offer_human")
+            return []
+        send(dispatcher, messages)
+        return events
+
+
+class ActionAnswerMore(Action):
+    def name(self) -> str:
+        return "action_answer_more"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+        rest = tracker.get_slot("kb_more") or []
+        if not rest:
+            dispatcher.utter_message(response="utter_kb_no_more")
+            return []
+        message: dict[str, Any] = {"text": rest[0]}
+        if len(rest) > 1 and channel_of(tracker) != "sms":
+            message["buttons"] = [{"title": "Tell me more", "payload": "/ask_more"}]
+        dispatcher.utter_message(**message)
+        return [SlotSet("kb_more", rest[1:] or None)]
+
+
+class ActionKnowledgeWarmUp(Action):
+    """Called once by the supervisor after start so the first patient does not wait for loading."""
+
+    def name(self) -> str:
+        return "action_kb_warmup"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+        get_retriever().search("warm up", k=1)
+        return []

@@ -1,0 +1,207 @@
+"""Hybrid retrieval over the knowledge base: dense (MiniLM in Chroma), lexical (BM25 over the
+chunks) and name matching (focus and synonyms, robust to misspellings: rare disease names
+matter more than meaning). A logistic model over these signals gives a calibrated probability
+that a passage answers the question; below a threshold the assistant abstains."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+from knowledge.documents import body_of
+
+CALIBRATION_FILE = Path(__file__).with_name("retrieval_calibration.json")
+
+STOPWORDS = frozenset("""a an and are as at be been but by can could do does for from had has have how i if in
+into is it its me my of on or our so than that the their them then there these they this to was we were what
+when where which who why will with you your im ive id dont does did doing get got about tell know""".split())
+
+# Words that say which kind of answer is wanted, mapped to MedQuAD question types.
+QTYPE_CUES: dict[str, tuple[str, ...]] = {
+    "symptoms": ("symptom", "sign", "feel like", "look like", "how do i know", "tell if"),
+    "causes": ("cause", "why do", "why does", "why did", "what makes", "reason", "triggers", "from what"),
+    "treatment": ("treat", "cure", "medicine", "medication", "therapy", "get rid", "manage", "heal", "fix"),
+    "inheritance": ("inherit", "genetic", "hereditary", "pass it", "pass on", "passed on", "passed down", "runs in",
+                    "my kids get", "children get", "kids get"),
+    "frequency": ("how common", "how many people", "rare is", "common is", "prevalence"),
+    "prevention": ("prevent", "avoid", "lower my risk", "reduce my risk", "stop getting", "protect"),
+    "exams and tests": ("test", "diagnos", "screen", "check for", "find out if"),
+    "outlook": ("outlook", "prognosis", "life expectancy", "survival", "live with", "go away", "get better", "fatal"),
+    "susceptibility": ("who gets", "at risk", "risk factor", "who is at risk", "more likely"),
+    "genetic changes": ("gene", "mutation", "dna"),
+}
+
+FEATURES = ("dense", "bm25", "name", "qtype", "dense_x_name", "rank_dense", "rank_bm25")
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+def query_qtypes(query: str) -> set[str]:
+    q = " " + query.lower()
+    return {qtype for qtype, cues in QTYPE_CUES.items() if any(c in q for c in cues)}
+
+
+@dataclass
+class Calibration:
+    weights: dict[str, float]
+    bias: float
+    threshold: float  # probability under which the assistant abstains
+
+    @classmethod
+    def load(cls, path: Path = CALIBRATION_FILE) -> "Calibration":
+        data = json.loads(path.read_text())
+        return cls(data["weights"], data["bias"], data["threshold"])
+
+    def probability(self, features: dict[str, float]) -> float:
+        z = self.bias + sum(self.weights.get(k, 0.0) * v for k, v in features.items())
+        return 1 / (1 + math.exp(-z))
+
+
+@dataclass
+class Hit:
+    chunk_id: str
+    citation_id: str
+    score: float  # calibrated probability that this passage answers the question
+    metadata: dict[str, Any]
+    text: str  # the passage (answer text, without the matching header)
+    features: dict[str, float] = field(default_factory=dict)
+
+
+class Retriever:
+    def __init__(self, vector_store, calibration: Calibration | None = None, candidates: int = 30):
+        self.vs = vector_store
+        self.calibration = calibration or Calibration.load()
+        self.candidates = candidates
+        self._build_lexical()
+
+    def _build_lexical(self) -> None:
+        collection = self.vs._collection
+        ids, docs, metas = [], [], []
+        total = collection.count()
+        for offset in range(0, total, 5000):
+            got = collection.get(include=["documents", "metadatas"], limit=5000, offset=offset)
+            ids += got["ids"]
+            docs += got["documents"]
+            metas += got["metadatas"]
+        self.ids, self.docs, self.metas = ids, docs, metas
+        self.index_of = {cid: i for i, cid in enumerate(ids)}
+        # BM25 over header + passage.
+        self.counter = CountVectorizer(token_pattern=r"(?u)\b[a-z0-9][a-z0-9]+\b", stop_words=list(STOPWORDS),
+                                       lowercase=True, dtype=np.float32)
+        tf = self.counter.fit_transform(docs).tocsr() if docs else sparse.csr_matrix((0, 0))
+        if docs:
+            k1, b = 1.2, 0.75
+            dl = np.asarray(tf.sum(axis=1)).ravel()
+            avgdl = dl.mean() if len(dl) else 1.0
+            df = np.bincount(tf.indices, minlength=tf.shape[1])
+            idf = np.log(1 + (len(docs) - df + 0.5) / (df + 0.5)).astype(np.float32)
+            tf = tf.tocoo()
+            denom = tf.data + k1 * (1 - b + b * dl[tf.row] / avgdl)
+            weights = idf[tf.col] * tf.data * (k1 + 1) / denom
+            self.bm25 = sparse.csr_matrix((weights, (tf.row, tf.col)), shape=tf.shape)
+        else:
+            self.bm25 = tf
+        # Names: focus and synonyms of each chunk, char-trigram TF-IDF for misspellings.
+        names, owners = [], []
+        for i, m in enumerate(metas):
+            for name in [m.get("focus", "")] + [s for s in (m.get("synonyms") or "").split("; ") if s]:
+                n = normalise(name)
+                if len(n) >= 3:
+                    names.append(n)
+                    owners.append(i)
+        self.name_owner = np.array(owners)
+        self.name_words = np.array([len(n.split()) for n in names])
+        self.names_vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), sublinear_tf=True) if names else None
+        self.names_matrix = self.names_vec.fit_transform(names) if names else None
+
+    # --- signals -----------------------------------------------------------------------------
+    def _name_scores(self, query: str) -> dict[int, float]:
+        """Best fuzzy match of any focus/synonym against any window of the query's words."""
+        if self.names_matrix is None:
+            return {}
+        words = normalise(query).split()
+        windows, sizes = [], []
+        for size in range(1, min(8, len(words)) + 1):
+            for start in range(0, len(words) - size + 1):
+                window = words[start:start + size]
+                if size == 1 and (window[0] in STOPWORDS or len(window[0]) < 4):
+                    continue
+                windows.append(" ".join(window))
+                sizes.append(size)
+        if not windows:
+            return {}
+        sims = (self.names_vec.transform(windows) @ self.names_matrix.T).tocoo()
+        sizes = np.array(sizes)
+        out: dict[int, float] = {}
+        keep = sims.data >= 0.55
+        for w, n, s in zip(sims.row[keep], sims.col[keep], sims.data[keep]):
+            # A window must be about as long as the name (no credit for "syndrome" alone).
+            if abs(sizes[w] - self.name_words[n]) > 1:
+                continue
+            owner = int(self.name_owner[n])
+            if s > out.get(owner, 0.0):
+                out[owner] = float(s)
+        return out
+
+    def _bm25_scores(self, query: str) -> np.ndarray:
+        q = self.counter.transform([query])
+        q.data[:] = 1.0
+        return np.asarray((self.bm25 @ q.T).todense()).ravel()
+
+    def search(self, query: str, k: int = 5, context: str | None = None) -> list[Hit]:
+        """Best passages for a question, one per citation, most probable first."""
+        if not self.ids:
+            return []
+        names = self._name_scores(query)
+        text = query
+        if context and not names:
+            # A follow-up ("what about in children") names no topic: the previous topic stands.
+            text = f"{context} {query}"
+            names = self._name_scores(context)
+        dense = {}
+        for doc, distance in self.vs.similarity_search_with_score(text, k=self.candidates):
+            dense[self.index_of[doc.id]] = 1.0 - float(distance)
+        bm25 = self._bm25_scores(text)
+        top_bm25 = np.argsort(-bm25)[: self.candidates]
+        bm25_max = float(bm25[top_bm25[0]]) if len(top_bm25) else 0.0
+        top_names = sorted(names, key=names.get, reverse=True)[: self.candidates]
+        candidates = set(dense) | {int(i) for i in top_bm25 if bm25[i] > 0} | set(top_names)
+        missing = [self.ids[i] for i in candidates if i not in dense]
+        if missing:
+            qvec = np.asarray(self.vs._embedding_function.embed_query(text))
+            got = self.vs._collection.get(ids=missing, include=["embeddings"])
+            for cid, emb in zip(got["ids"], got["embeddings"]):
+                dense[self.index_of[cid]] = float(np.dot(qvec, np.asarray(emb)))
+        dense_rank = {i: r for r, i in enumerate(sorted(dense, key=dense.get, reverse=True))}
+        bm25_rank = {int(i): r for r, i in enumerate(top_bm25)}
+        wanted = query_qtypes(query)
+        best: dict[str, Hit] = {}
+        for i in candidates:
+            m = self.metas[i]
+            qtype_match = 1.0 if (m.get("qtype") in wanted) else (0.5 if not wanted and m.get("qtype") == "information" else 0.0)
+            if m.get("kind") == "clinic":
+                qtype_match = 0.5
+            features = {
+                "dense": dense.get(i, 0.0),
+                "bm25": float(bm25[i]) / bm25_max if bm25_max else 0.0,
+                "name": names.get(i, 0.0),
+                "qtype": qtype_match,
+                "dense_x_name": dense.get(i, 0.0) * names.get(i, 0.0),
+                "rank_dense": 1.0 / (1 + dense_rank.get(i, 99)),
+                "rank_bm25": 1.0 / (1 + bm25_rank.get(i, 99)),
+            }
+            hit = Hit(self.ids[i], m["citation_id"], self.calibration.probability(features), m,
+                      body_of(self.docs[i]), features)
+            if hit.citation_id not in best or hit.score > best[hit.citation_id].score:
+                best[hit.citation_id] = hit
+        return sorted(best.values(), key=lambda h: h.score, reverse=True)[:k]
