@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ing.add_argument("--folders", help="comma-separated MedQuAD folders (default: all nine)")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
     kb_sub.add_parser("stats", help="what the store holds")
+    cal = kb_sub.add_parser("calibrate", help="fit the answer/abstain model on labelled RAG cases")
+    cal.add_argument("--cases", required=True, type=Path)
     se = kb_sub.add_parser("search", help="retrieve passages for a question")
     se.add_argument("query")
     se.add_argument("-k", type=int, default=5)
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                 result = kb.run_ingest(root, folders, progress=not args.quiet)
                 print(json.dumps({k: v for k, v in result.items() if k != "curation"}, indent=2))
                 print("curation:", json.dumps(result["curation"].get("changed", {})), file=sys.stderr)
+                return 0
+            if args.what == "calibrate":
+                print(json.dumps(kb.calibrate(root, args.cases), indent=2))
                 return 0
             if args.what == "stats":
                 print(json.dumps(kb.stats(root), indent=2))

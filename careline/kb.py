@@ -132,3 +132,61 @@ def evaluate_rag(root: Path, cases_path: Path, retriever=None) -> dict[str, Any]
         "threshold": retriever.calibration.threshold,
         "cases": [{k: r[k] for k in ("id", "retrieved", "answered", "cited", "top_score")} for r in rows],
     }
+
+
+def calibrate(root: Path, cases_path: Path, out_path: Path | None = None, retriever=None) -> dict[str, Any]:
+    """Fit the logistic model over retrieval signals on labelled cases and pick the abstention
+    threshold: the lowest that keeps abstention ≥ 0.9 on unanswerable questions and wrong answers
+    ≤ 0.05 (with a margin), so as many answerable questions as possible are answered."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from knowledge.retrieval import CALIBRATION_FILE, FEATURES
+
+    cases = read_rag_cases(cases_path)
+    retriever = retriever or make_retriever(root)
+    X, y, per_case = [], [], []
+    for case in cases:
+        hits = retriever.search(case["question"], k=10)
+        relevant = set(case.get("relevant") or ())
+        rows = []
+        for h in hits:
+            X.append([h.features[f] for f in FEATURES])
+            y.append(1 if h.citation_id in relevant else 0)
+            rows.append((len(X) - 1, h.citation_id in relevant))
+        per_case.append((case.get("answerable", True), rows))
+    model = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(np.array(X), np.array(y))
+    probs = model.predict_proba(np.array(X))[:, 1]
+
+    def outcome(threshold: float) -> tuple[float, float, float]:
+        answered = wrong = abstained = answerable_answered = 0
+        n_answerable = sum(1 for a, _ in per_case if a)
+        n_unanswerable = len(per_case) - n_answerable
+        for answerable, rows in per_case:
+            if not rows:
+                abstained += not answerable
+                continue
+            top = max(rows, key=lambda r: probs[r[0]])
+            if probs[top[0]] >= threshold:
+                answered += 1
+                wrong += not top[1]
+                answerable_answered += answerable
+            else:
+                abstained += not answerable
+        return (abstained / n_unanswerable if n_unanswerable else 1.0, wrong / answered if answered else 0.0,
+                answerable_answered / n_answerable if n_answerable else 0.0)
+
+    grid = [x / 100 for x in range(5, 100)]
+    # Safety first: abstaining on what the knowledge base does not cover (with a margin), then as
+    # few wrong answers as the ranking allows; if both cannot hold, abstention wins.
+    both = [t for t in grid if outcome(t)[0] >= 0.93 and outcome(t)[1] <= 0.04]
+    safe = [t for t in grid if outcome(t)[0] >= 0.92]
+    chosen = both[0] if both and outcome(both[0])[2] >= 0.5 else (safe[0] if safe else 0.99)
+    abst, wrong_rate, answered_rate = outcome(chosen)
+    data = {"weights": dict(zip(FEATURES, [round(float(w), 4) for w in model.coef_[0]])),
+            "bias": round(float(model.intercept_[0]), 4), "threshold": chosen,
+            "fitted_on": f"{cases_path.name}: {len(cases)} cases, {int(sum(y))} relevant candidates",
+            "fit": {"abstention": round(abst, 4), "wrong_answer_rate": round(wrong_rate, 4),
+                    "answered_rate": round(answered_rate, 4)}}
+    (out_path or CALIBRATION_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    return data

@@ -31,15 +31,18 @@ QTYPE_CUES: dict[str, tuple[str, ...]] = {
     "treatment": ("treat", "cure", "medicine", "medication", "therapy", "get rid", "manage", "heal", "fix"),
     "inheritance": ("inherit", "genetic", "hereditary", "pass it", "pass on", "passed on", "passed down", "runs in",
                     "my kids get", "children get", "kids get"),
-    "frequency": ("how common", "how many people", "rare is", "common is", "prevalence"),
+    "frequency": ("how common", "how many people", "how many ppl", "how rare", "rare is", "common is", "prevalence",
+                  "how many kids", "how many children"),
     "prevention": ("prevent", "avoid", "lower my risk", "reduce my risk", "stop getting", "protect"),
     "exams and tests": ("test", "diagnos", "screen", "check for", "find out if"),
-    "outlook": ("outlook", "prognosis", "life expectancy", "survival", "live with", "go away", "get better", "fatal"),
+    "outlook": ("outlook", "prognosis", "life expectancy", "survival", "live with", "go away", "get better", "fatal",
+                "permanent", "how long will", "will he be ok", "will she be ok", "lifespan", "die from"),
     "susceptibility": ("who gets", "at risk", "risk factor", "who is at risk", "more likely"),
     "genetic changes": ("gene", "mutation", "dna"),
 }
 
-FEATURES = ("dense", "bm25", "name", "qtype", "dense_x_name", "rank_dense", "rank_bm25")
+FEATURES = ("dense", "bm25", "name", "qtype", "dense_x_name", "rank_dense", "rank_bm25", "qtype_x_name",
+            "information", "clinic")
 
 
 def normalise(text: str) -> str:
@@ -188,9 +191,10 @@ class Retriever:
         best: dict[str, Hit] = {}
         for i in candidates:
             m = self.metas[i]
-            qtype_match = 1.0 if (m.get("qtype") in wanted) else (0.5 if not wanted and m.get("qtype") == "information" else 0.0)
-            if m.get("kind") == "clinic":
-                qtype_match = 0.5
+            is_clinic = m.get("kind") == "clinic"
+            qtype_match = 1.0 if (m.get("qtype") in wanted or (not wanted and m.get("qtype") == "information")) else 0.0
+            if is_clinic:
+                qtype_match = 0.0
             features = {
                 "dense": dense.get(i, 0.0),
                 "bm25": float(bm25[i]) / bm25_max if bm25_max else 0.0,
@@ -199,9 +203,39 @@ class Retriever:
                 "dense_x_name": dense.get(i, 0.0) * names.get(i, 0.0),
                 "rank_dense": 1.0 / (1 + dense_rank.get(i, 99)),
                 "rank_bm25": 1.0 / (1 + bm25_rank.get(i, 99)),
+                # The asked-for kind of answer about the named condition: the strongest single cue.
+                "qtype_x_name": qtype_match * names.get(i, 0.0),
+                "information": 1.0 if m.get("qtype") == "information" else 0.0,
+                "clinic": 1.0 if is_clinic else 0.0,
             }
             hit = Hit(self.ids[i], m["citation_id"], self.calibration.probability(features), m,
                       body_of(self.docs[i]), features)
             if hit.citation_id not in best or hit.score > best[hit.citation_id].score:
                 best[hit.citation_id] = hit
-        return sorted(best.values(), key=lambda h: h.score, reverse=True)[:k]
+        ranked = sorted(best.values(), key=lambda h: h.score, reverse=True)
+        return prefer_asked_kind(ranked, wanted)[:k]
+
+
+def prefer_asked_kind(ranked: list[Hit], wanted: set[str], window: int = 8) -> list[Hit]:
+    """Among passages about the same topic as the best one, the kind of answer the patient asked
+    for (causes, treatment, inheritance...; an overview when they did not say) goes first."""
+    if not ranked or ranked[0].metadata.get("kind") == "clinic":
+        return ranked
+    top = ranked[0]
+    topic = normalise(top.metadata.get("focus", ""))
+
+    def same_topic(h: Hit) -> bool:
+        return normalise(h.metadata.get("focus", "")) == topic or (
+            top.features.get("name", 0) >= 0.7 and h.features.get("name", 0) >= 0.7)
+
+    def asked_kind(h: Hit) -> bool:
+        qtype = h.metadata.get("qtype")
+        return qtype in wanted if wanted else qtype == "information"
+
+    if asked_kind(top):
+        return ranked
+    for i, h in enumerate(ranked[1:window], 1):
+        if same_topic(h) and asked_kind(h) and h.score >= top.score * 0.5:
+            promoted = Hit(h.chunk_id, h.citation_id, top.score, h.metadata, h.text, {**h.features, "promoted": 1.0})
+            return [promoted] + ranked[:i] + ranked[i + 1:]
+    return ranked
