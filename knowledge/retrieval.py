@@ -167,7 +167,7 @@ class Retriever:
             return []
         names = self._name_scores(query)
         text = query
-        if context and not names:
+        if context and max(names.values(), default=0.0) < 0.8:
             # A follow-up ("what about in children") names no topic: the previous topic stands.
             text = f"{context} {query}"
             names = self._name_scores(context)

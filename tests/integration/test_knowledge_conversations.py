@@ -35,17 +35,22 @@ def test_follow_up_without_a_topic_keeps_the_previous_one(api, conversation_id):
     assert "chickenpox" in texts(reply).lower() or "varicella" in texts(reply).lower()
 
 
+def offers_a_person(reply) -> bool:
+    return any(b["payload"] == "/request_human" for m in reply["messages"] for b in m["buttons"])
+
+
 def test_unknown_medical_topic_is_abstained(api, conversation_id):
-    reply = say(api, conversation_id, "what is the right dose of mounjaro for weight loss")
-    body = texts(reply).lower()
-    assert "rather not guess" in body or "pharmacist" in body
-    assert any(b["payload"] == "/request_human" for m in reply["messages"] for b in m["buttons"]) or "pharmacist" in body
+    reply = say(api, conversation_id, "what are the side effects of mounjaro injections")
+    assert "Source: " not in texts(reply), "nothing from outside the knowledge base"
+    assert offers_a_person(reply)
 
 
 def test_diagnosis_is_not_attempted(api, conversation_id):
-    reply = say(api, conversation_id, "do I have cancer? i found a lump")
+    reply = say(api, conversation_id, "could i have diabetes?")
     body = texts(reply).lower()
-    assert "only a clinician" in body or "rather not guess" in body
+    assert "Source: " not in texts(reply)
+    assert "only a clinician" in body or "can't assess symptoms" in body
+    assert offers_a_person(reply)
 
 
 def test_sms_rendering_first_reply_fits_and_more_continues(api, conversation_id):
