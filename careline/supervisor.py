@@ -278,11 +278,7 @@ def run_forever(root: Path) -> int:
         return 2
     stack = Stack(root, gateway_port=port, gateway_host=host, redis_url=os.environ.get("REDIS_URL") or None,
                   rasa_port=int(os.environ.get("RASA_PORT", "0")), action_port=int(os.environ.get("ACTION_PORT", "0")))
-    stopping = False
-
     def _stop(signum, _frame):
-        nonlocal stopping
-        stopping = True
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
