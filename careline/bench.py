@@ -9,24 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import time
 import uuid
 from pathlib import Path
 
 import httpx
 
+from careline.stats import summary
 from careline.supervisor import Stack, find_root, free_port
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(statistics.median(values), 1), "p95_ms": round(percentile(values, 0.95), 1),
-            "n": len(values)}
 
 
 def rss_mib(pid: int) -> float:

@@ -9,17 +9,13 @@ from __future__ import annotations
 import json
 import os
 import resource
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from careline.kb import paths, percentile, read_rag_cases
+from careline.kb import paths, read_rag_cases
+from careline.stats import summary
 from careline.supervisor import find_root
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(statistics.median(values), 1), "p95_ms": round(percentile(values, 0.95), 1), "n": len(values)}
 
 
 def main() -> None:

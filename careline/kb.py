@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from careline.stats import summary
 
 DEFAULT_FOLDERS = None  # all nine MedQuAD folders
 
@@ -87,11 +88,6 @@ def read_rag_cases(path: Path) -> list[dict[str, Any]]:
     return cases
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else 0.0
-
-
 def evaluate_rag(root: Path, cases_path: Path, retriever=None) -> dict[str, Any]:
     from knowledge.answer import decide
 
@@ -119,6 +115,7 @@ def evaluate_rag(root: Path, cases_path: Path, retriever=None) -> dict[str, Any]
                 return 1 / i
         return 0.0
 
+    latency = summary(latencies)
     answered = [r for r in rows if r["answered"]]
     wrong = [r for r in answered if not (set(r["cited"]) & set(r["relevant"]))]
     return {
@@ -128,7 +125,7 @@ def evaluate_rag(root: Path, cases_path: Path, retriever=None) -> dict[str, Any]
         "answered_rate": round(sum(r["answered"] for r in answerable) / len(answerable), 4) if answerable else 0.0,
         "abstention_rate": round(sum(not r["answered"] for r in unanswerable) / len(unanswerable), 4) if unanswerable else 0.0,
         "wrong_answer_rate": round(len(wrong) / len(answered), 4) if answered else 0.0,
-        "latency_ms": {"p50": round(statistics.median(latencies), 1), "p95": round(percentile(latencies, 0.95), 1)},
+        "latency_ms": {"p50": latency["p50_ms"], "p95": latency["p95_ms"]},
         "threshold": retriever.calibration.threshold,
         "cases": [{k: r[k] for k in ("id", "retrieved", "answered", "cited", "top_score")} for r in rows],
     }
@@ -179,9 +176,10 @@ def calibrate(root: Path, cases_path: Path, out_path: Path | None = None, retrie
     grid = [x / 100 for x in range(5, 100)]
     # Safety first: abstaining on what the knowledge base does not cover (with a margin), then as
     # few wrong answers as the ranking allows; if both cannot hold, abstention wins.
-    both = [t for t in grid if outcome(t)[0] >= 0.93 and outcome(t)[1] <= 0.04]
-    safe = [t for t in grid if outcome(t)[0] >= 0.92]
-    chosen = both[0] if both and outcome(both[0])[2] >= 0.5 else (safe[0] if safe else 0.99)
+    outcomes = {t: outcome(t) for t in grid}
+    both = [t for t in grid if outcomes[t][0] >= 0.93 and outcomes[t][1] <= 0.04]
+    safe = [t for t in grid if outcomes[t][0] >= 0.92]
+    chosen = both[0] if both and outcomes[both[0]][2] >= 0.5 else (safe[0] if safe else 0.99)
     abst, wrong_rate, answered_rate = outcome(chosen)
     data = {"weights": dict(zip(FEATURES, [round(float(w), 4) for w in model.coef_[0]])),
             "bias": round(float(model.intercept_[0]), 4), "threshold": chosen,

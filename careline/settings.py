@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> "Settings":
         if self.careline_env == "production" and self.conversation_secret.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("CONVERSATION_SECRET must be set to a real random value in production")
+        if self.careline_env == "production" and not self.api_token:
+            raise ValueError("API_TOKEN must be set in production: POST /api/messages is never left open there")
         if not self.conversation_secret:
             raise ValueError(
                 "CONVERSATION_SECRET is not set: `make run` creates one under var/; "

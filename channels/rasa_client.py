@@ -71,13 +71,6 @@ class RasaClient:
             raise UpstreamUnavailable("assistant returned malformed output") from exc
         return parse_rest_output(items if isinstance(items, list) else [])
 
-    async def parse(self, text: str) -> dict[str, Any]:
-        """NLU only: POST /model/parse (needs the API token when Rasa has one)."""
-        params = {"token": self.token} if self.token else None
-        resp = await self._client.post(f"{self.base_url}/model/parse", json={"text": text}, params=params)
-        resp.raise_for_status()
-        return resp.json()
-
     async def ready(self) -> bool:
         try:
             resp = await self._client.get(f"{self.base_url}/status",

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {"RASA_TOKEN": "t", "CONVERSATION_SECRET": "s", "POSTGRES_PASSWORD": "p", "PATH": "/usr/bin:/bin"}
+ENV = {"RASA_TOKEN": "t", "CONVERSATION_SECRET": "s", "POSTGRES_PASSWORD": "p", "API_TOKEN": "a", "PATH": "/usr/bin:/bin"}
 
 
 def compose_command() -> list[str]:
