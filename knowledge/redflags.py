@@ -1,0 +1,221 @@
+"""Deterministic red-flag rules: the safety screen's clinical content, loaded from
+knowledge/triage/safety/*.yml (one file per category, every rule with its public source).
+
+`RedFlagRules.screen(text)` says whether a message reports an emergency or a crisis happening
+now (→ the emergency message and a person), only asks about one (→ the answer plus "if this is
+happening now, call 911"), or neither. Negated ("no chest pain"), past ("had a stroke in
+2019") and hypothetical mentions do not fire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from knowledge.textmatch import (TRIAGE_DIR, Clause, Lexicon, as_list, hypothetical, in_history,
+                                 is_information_question, load_lexicon, negated, normalise, sentences)
+
+KINDS = ("emergency", "crisis")
+
+
+@dataclass(frozen=True)
+class Source:
+    organisation: str
+    title: str
+    url: str
+
+    def cite(self) -> str:
+        return f"{self.organisation}: {self.title} ({self.url})"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    category: str
+    kind: str                       # emergency | crisis
+    reason: str                     # plain language, shown to staff and in triage reasons
+    source: Source
+    patterns: tuple[Any, ...]
+    unless: tuple[Any, ...] = ()
+    history_ok: bool = False        # fires even in a sentence about the past ("took 30 pills an hour ago")
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    kind: str
+    priority: int
+    messages: dict[str, str]        # channel (web, sms) → the emergency message
+    sources: dict[str, Source]
+    file: str
+    topics: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hit:
+    rule: Rule
+    informational: bool
+
+
+@dataclass
+class Screening:
+    """What the screen decided about one message."""
+    outcome: str | None             # "emergency", "crisis", "advise" or None
+    hits: list[Hit] = field(default_factory=list)
+    category: Category | None = None
+
+    @property
+    def rules(self) -> list[str]:
+        return sorted({h.rule.id for h in self.hits if not h.informational}) or sorted({h.rule.id for h in self.hits})
+
+    @property
+    def sources(self) -> list[Source]:
+        seen: dict[str, Source] = {}
+        for h in self.hits:
+            seen.setdefault(h.rule.source.url, h.rule.source)
+        return list(seen.values())
+
+
+class RuleFileError(ValueError):
+    pass
+
+
+class RedFlagRules:
+    def __init__(self, categories: list[Category], rules: list[Rule], lexicon: Lexicon, notices: dict[str, dict[str, str]]):
+        self.categories = {c.name: c for c in categories}
+        self.rules = rules
+        self.lexicon = lexicon
+        self.notices = notices
+
+    @classmethod
+    def load(cls, directory: Path = TRIAGE_DIR) -> "RedFlagRules":
+        lexicon = load_lexicon(directory / "lexicon.yml")
+        notices = yaml.safe_load((directory / "messages.yml").read_text())
+        categories, rules = [], []
+        ids: set[str] = set()
+        for path in sorted((directory / "safety").glob("*.yml")):
+            category, file_rules = _load_file(path, lexicon)
+            categories.append(category)
+            for rule in file_rules:
+                if rule.id in ids:
+                    raise RuleFileError(f"{path.name}: duplicate rule id {rule.id}")
+                ids.add(rule.id)
+                rules.append(rule)
+        return cls(categories, rules, lexicon, notices)
+
+    def scan(self, text: str) -> list[Hit]:
+        whole = normalise(text, self.lexicon)
+        hits: list[Hit] = []
+        for clause in sentences(whole):
+            hyp = hypothetical(clause.text, self.lexicon)
+            history = in_history(clause.text, self.lexicon)
+            info = is_information_question(clause, whole, self.lexicon)
+            for rule in self.rules:
+                if _fires(rule, clause, self.lexicon, hyp, history):
+                    hits.append(Hit(rule, informational=info))
+        return hits
+
+    def screen(self, text: str) -> Screening:
+        hits = self.scan(text)
+        real = [h for h in hits if not h.informational]
+        if real:
+            emergencies = [h for h in real if h.rule.kind == "emergency"]
+            top = min(emergencies or real, key=lambda h: self.categories[h.rule.category].priority)
+            outcome = "emergency" if emergencies else "crisis"
+            return Screening(outcome, real, self.categories[top.rule.category])
+        if hits:
+            return Screening("advise", hits, self.categories[hits[0].rule.category])
+        topic = self.asked_about(text)
+        return Screening("advise", [], topic) if topic else Screening(None)
+
+    def asked_about(self, text: str) -> Category | None:
+        """The category an information question is about ("what does 988 do?"), if any."""
+        whole = normalise(text, self.lexicon)
+        for clause in sentences(whole):
+            if not is_information_question(clause, whole, self.lexicon):
+                continue
+            for category in sorted(self.categories.values(), key=lambda c: c.priority):
+                if any(t.search(clause.text) for t in category.topics):
+                    return category
+        return None
+
+    def message(self, screening: Screening, channel: str) -> str:
+        """The emergency, crisis or advisory message for a channel ("web" or "sms")."""
+        channel = "sms" if channel == "sms" else "web"
+        if screening.outcome == "advise":
+            return self.notices["advise"][channel]
+        if screening.category is None:
+            return self.notices["fail_closed"][channel]
+        message = screening.category.messages[channel]
+        crisis_too = any(h.rule.kind == "crisis" for h in screening.hits)
+        if screening.outcome == "emergency" and crisis_too and "988" not in message:
+            message += " " + self.notices["crisis_too"][channel]
+        return message
+
+
+def _fires(rule: Rule, clause: Clause, lexicon: Lexicon, hyp: bool, history: bool) -> bool:
+    if hyp or (history and not rule.history_ok):
+        return False
+    for pattern in rule.patterns:
+        for m in pattern.finditer(clause.text):
+            if negated(clause.text, m.start(), lexicon):
+                continue
+            if any(u.search(clause.text) for u in rule.unless):
+                return False
+            return True
+    return False
+
+
+def _source(raw: Any, path: Path) -> Source:
+    try:
+        return Source(str(raw["organisation"]), str(raw["title"]), str(raw["url"]))
+    except (KeyError, TypeError) as exc:
+        raise RuleFileError(f"{path.name}: a source needs organisation, title and url") from exc
+
+
+def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
+    data = yaml.safe_load(path.read_text())
+    name = data.get("category") or path.stem
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise RuleFileError(f"{path.name}: kind must be one of {KINDS}")
+    sources = {key: _source(value, path) for key, value in (data.get("sources") or {}).items()}
+    messages = data.get("message") or {}
+    if not {"web", "sms"} <= set(messages):
+        raise RuleFileError(f"{path.name}: message needs web and sms texts")
+    try:
+        topics = tuple(lexicon.compile(t) for t in as_list(data.get("topics")))
+    except Exception as exc:
+        raise RuleFileError(f"{path.name}: topics: {exc}") from exc
+    category = Category(name, kind, int(data.get("priority", 50)), {k: str(v).strip() for k, v in messages.items()},
+                        sources, path.name, topics)
+    rules = []
+    for raw in data.get("rules") or []:
+        rid = raw.get("id")
+        if not rid or not str(rid).startswith(name + "."):
+            raise RuleFileError(f"{path.name}: rule id {rid!r} must start with {name}.")
+        if raw.get("source") not in sources:
+            raise RuleFileError(f"{path.name}: rule {rid} needs a source from this file's sources")
+        examples = raw.get("examples") or {}
+        try:
+            patterns = tuple(lexicon.compile(p) for p in as_list(raw.get("patterns")))
+            unless = tuple(lexicon.compile(p) for p in as_list(raw.get("unless")))
+        except Exception as exc:
+            raise RuleFileError(f"{path.name}: rule {rid}: {exc}") from exc
+        if not patterns:
+            raise RuleFileError(f"{path.name}: rule {rid} has no patterns")
+        rules.append(Rule(str(rid), name, str(raw.get("kind", kind)), str(raw.get("reason", "")).strip(),
+                          sources[raw["source"]], patterns, unless, bool(raw.get("history_ok", False)),
+                          tuple(as_list(examples.get("positive"))), tuple(as_list(examples.get("negative")))))
+    return category, rules
+
+
+@lru_cache(maxsize=2)
+def default_rules(directory: str = str(TRIAGE_DIR)) -> RedFlagRules:
+    return RedFlagRules.load(Path(directory))

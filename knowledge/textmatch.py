@@ -1,0 +1,162 @@
+"""How patients write, made matchable: normalisation, spelling and shorthand, term macros,
+negation scope (NegEx-style), past-history and information-question cues.
+
+Clinical rules (knowledge/triage/*.yml) are regular expressions over normalised text with
+`{term}` macros from knowledge/triage/lexicon.yml. This module owns the mechanics only.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+TRIAGE_DIR = Path(__file__).resolve().parent / "triage"
+
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'", "`": "'",
+                         "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2026": "..."})
+_TOKEN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?|[.,;!?]")
+_REPEAT = re.compile(r"([a-z])\1{2,}")
+LIST_CUES = {"denies", "denied", "deny", "negative for", "without", "ruled out", "no history of", "no signs of", "no sign of"}
+_MACRO = re.compile(r"\{([a-z_0-9]+)\}")
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    spelling: dict[str, str]           # one token → its canonical form (may be several words)
+    terms: dict[str, str]              # macro name → regex alternatives
+    negation_cues: re.Pattern
+    pseudo_negations: re.Pattern
+    terminators: re.Pattern
+    history: re.Pattern
+    info_question: re.Pattern
+    present_personal: re.Pattern
+    hypothetical: re.Pattern
+    now: re.Pattern
+
+    def expand(self, pattern: str, _depth: int = 0) -> str:
+        def sub(m: re.Match) -> str:
+            name = m.group(1)
+            if name not in self.terms:
+                raise KeyError(f"unknown term {{{name}}} in pattern {pattern!r}")
+            return "(?:" + self.expand(self.terms[name], _depth + 1) + ")"
+        if _depth > 5:
+            raise ValueError(f"term macros nest too deep in {pattern!r}")
+        return _MACRO.sub(sub, pattern)
+
+    def compile(self, pattern: str) -> re.Pattern:
+        """Anchored at a word start; open at the end so that stems match ("confus" → confused,
+        "vomit" → vomiting). Write `\\b` at the end of a pattern that must end a word."""
+        return re.compile(r"(?<![a-z0-9])(?:" + self.expand(pattern) + r")(?![0-9])")
+
+
+def _alt(items: Iterable[str]) -> re.Pattern:
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(items) + r")(?![a-z0-9])")
+
+
+@lru_cache(maxsize=4)
+def load_lexicon(path: Path = TRIAGE_DIR / "lexicon.yml") -> Lexicon:
+    data = yaml.safe_load(Path(path).read_text())
+    spelling: dict[str, str] = {}
+    for canonical, variants in (data.get("spelling") or {}).items():
+        for variant in variants:
+            spelling[str(variant)] = str(canonical)
+    terms = {k: "|".join(v) if isinstance(v, list) else str(v) for k, v in (data.get("terms") or {}).items()}
+    lex = Lexicon(spelling=spelling, terms=terms,
+                  negation_cues=_alt(data["negation_cues"]), pseudo_negations=_alt(data["pseudo_negations"]),
+                  terminators=_alt(data["terminators"]), history=_alt(data["history"]),
+                  info_question=_alt(data["info_question"]), present_personal=_alt(data["present_personal"]),
+                  hypothetical=_alt(data.get("hypothetical") or ["$^"]), now=_alt(data["now"]))
+    for name in terms:  # fail at load, not at the first patient message
+        lex.compile("{" + name + "}")
+    return lex
+
+
+def normalise(text: str, lexicon: Lexicon) -> str:
+    """Lower-case words and sentence punctuation only, apostrophes dropped (can't → cant),
+    letters repeated 3+ times squeezed to two, spelling variants and SMS shorthand mapped."""
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    # clinician shorthand "58M", "6 F" (capitals only: "30m" is more often thirty minutes)
+    text = re.sub(r"\b(\d{1,3})\s?([MF])\b", lambda m: f"{m.group(1)} year old {'male' if m.group(2) == 'M' else 'female'}", text)
+    text = text.lower()
+    text = text.replace("'", "")
+    text = re.sub(r"(\d)\s*(?:y/o|yo|y\.o\.|yrs? old|years? old|-year-old)\b", r"\1 year old", text)
+    text = re.sub(r"(\d)\s*(?:mos? old|months? old|-month-old|mo)\b", r"\1 month old", text)
+    text = re.sub(r"(\d)\s*(?:wks? old|weeks? old|-week-old)\b", r"\1 week old", text)
+    text = re.sub(r"\b(\d+)\s*/\s*10\b", r"\1 out of 10", text)
+    text = re.sub(r"(\d)\s*(?:°|degrees?|deg)?\s*([fc])\b", r"\1 \2", text)
+    text = _REPEAT.sub(r"\1\1", text)
+    text = text.replace("%", " percent ")
+    tokens = []
+    for token in _TOKEN.findall(text):
+        tokens.append(lexicon.spelling.get(token, token))
+    return " ".join(tokens)
+
+
+@dataclass(frozen=True)
+class Clause:
+    text: str        # normalised
+    question: bool   # the sentence it belongs to is a question
+
+
+def sentences(normalised: str) -> list[Clause]:
+    parts = re.split(r"(?<=[.;!?])\s+", normalised)
+    out = []
+    for part in parts:
+        part = part.strip()
+        if not part:
+            continue
+        question = part.endswith("?") or bool(re.match(r"(what|how|when|why|which|is|are|can|could|should|does|do|would|will|whats|hows)\b", part))
+        out.append(Clause(part, question))
+    return out
+
+
+def negated(sentence: str, start: int, lexicon: Lexicon, window: int = 6) -> bool:
+    """Is the match starting at `start` inside the scope of a negation cue (no, not, denies, ...)
+    that comes before it in the same sentence, within `window` words, with no terminator
+    (but, however, ", i ...") between? Pseudo-negations ("not sure", "not ok") are not cues."""
+    before = sentence[:start]
+    masked = lexicon.pseudo_negations.sub(lambda m: "_" * len(m.group(0)), before)
+    cues = list(lexicon.negation_cues.finditer(masked))
+    if not cues:
+        return False
+    cue = cues[-1]
+    between = before[cue.end():]
+    if lexicon.terminators.search(between):
+        return False
+    # A comma ends the scope ("not my anxiety this time, chest is crushing"), except after cues
+    # that head a list ("denies fever, chest pain or cough").
+    if "," in between and cue.group(0) not in LIST_CUES:
+        return False
+    return len(between.split()) <= window
+
+
+def in_history(sentence: str, lexicon: Lexicon) -> bool:
+    """About the past, and nothing in it happening now."""
+    return bool(lexicon.history.search(sentence)) and not lexicon.now.search(sentence)
+
+
+def hypothetical(sentence: str, lexicon: Lexicon) -> bool:
+    return bool(lexicon.hypothetical.search(sentence))
+
+
+def is_information_question(clause: Clause, whole: str, lexicon: Lexicon) -> bool:
+    """"What are the signs of a stroke?" asks for information; "what do I do, my dad is slurring"
+    reports one. A question is informational when it carries an information cue and the message
+    says nothing in the present tense about the writer or someone with them."""
+    if not clause.question:
+        return False
+    if not lexicon.info_question.search(clause.text):
+        return False
+    return not lexicon.present_personal.search(whole)
+
+
+def as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
