@@ -32,6 +32,14 @@ def get_retriever():
     return make_retriever(root)
 
 
+@lru_cache(maxsize=1)
+def get_generator():
+    """Optional LLM generation: None unless LLM_MODEL is set. Built on first use, never at import."""
+    from knowledge.generation import make_generator
+
+    return make_generator()
+
+
 def channel_of(tracker: Tracker) -> str:
     """How to size answers: "sms" (SMS channel, or an API client asking for SMS rendering) or "web"."""
     metadata = tracker.latest_message.get("metadata") or {}
@@ -67,6 +75,10 @@ def answer_events(text: str, channel: str, focus: str | None) -> tuple[list[dict
         return messages, [SlotSet("kb_more", None)]
     hit = decision.cited[0]
     rendered = render(hit, channel)
+    if boundary(text) != "dosing":  # dosing questions keep the source's own words
+        from knowledge.generation import compose
+
+        rendered, _ = compose(get_generator(), text, hit, channel, rendered)
     log.info("kb answer citation=%s score=%.3f", hit.citation_id, hit.score)
     first: dict[str, Any] = {"text": rendered.first}
     if rendered.rest and channel != "sms":
@@ -125,4 +137,5 @@ class ActionKnowledgeWarmUp(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
         get_retriever().search("warm up", k=1)
+        get_generator()
         return []

@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     rag = ev_sub.add_parser("rag", help="retrieval and answering on cases {id, question, relevant | answerable}")
     rag.add_argument("--cases", required=True, type=Path, help="JSON Lines file of cases")
 
+    tri = ev_sub.add_parser("triage", help="one-shot triage of narratives {id, text, expected}")
+    tri.add_argument("--cases", required=True, type=Path, help="JSON Lines file of cases")
+    saf = ev_sub.add_parser("safety", help="the safety screen on messages {id, text, expected: emergency|crisis|none}")
+    saf.add_argument("--cases", required=True, type=Path, help="JSON Lines file of cases")
+
     kb = sub.add_parser("kb", help="the knowledge base: ingest, stats, search")
     kb_sub = kb.add_subparsers(dest="what", required=True)
     ing = kb_sub.add_parser("ingest", help="index MedQuAD and the clinic files into Chroma (re-runnable)")
@@ -59,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: no such file: {args.cases}", file=sys.stderr)
                 return 2
             json.dump(evaluate_rag(root, args.cases), sys.stdout, indent=2)
+            print()
+            return 0
+        if args.command == "eval" and args.what in ("triage", "safety"):
+            from careline.eval_triage import evaluate_safety, evaluate_triage
+            if not args.cases.exists():
+                print(f"error: no such file: {args.cases}", file=sys.stderr)
+                return 2
+            report = evaluate_triage(args.cases) if args.what == "triage" else evaluate_safety(args.cases)
+            json.dump(report, sys.stdout, indent=2)
             print()
             return 0
         if args.command == "kb":

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "careline"
+    # Durable records (safety audit, consent): SQLite under var/ when unset.
+    database_url: str | None = None
 
     # Key of the HMAC that turns (channel, address) into the pseudonymous conversation id.
     conversation_secret: str = Field(default="", repr=False)
@@ -52,6 +54,25 @@ class Settings(BaseSettings):
                 "otherwise generate one with `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
             )
         return self
+
+
+class LLMSettings(BaseSettings):
+    """Optional LLM generation of knowledge answers, read by the action server. With no LLM_MODEL
+    the answers stay extractive and no model is built."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      env_prefix="LLM_", env_ignore_empty=True)
+
+    # "provider:model" for LangChain's init_chat_model, e.g. "openai:gpt-4o-mini".
+    model: str | None = None
+    # An OpenAI-compatible server instead of the provider's default endpoint.
+    base_url: str | None = None
+    # Unset: the provider package reads its own variable (OPENAI_API_KEY for openai).
+    api_key: str | None = Field(default=None, repr=False)
+    # Wall-clock limit of one generation; past it the extractive answer is sent.
+    timeout_s: float = Field(default=4.0, gt=0, le=30)
+    max_retries: int = Field(default=1, ge=0, le=1)
+    max_tokens: int = Field(default=300, ge=16, le=2000)
 
 
 @lru_cache

@@ -53,8 +53,11 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         app.state.redis = redis
         app.state.rasa = rasa
         app.state.store = store
+        from careline.db import make_engine
+        from channels.audit import SafetyAudit
+        app.state.audit = SafetyAudit(make_engine(settings.database_url))
         app.state.gateway = Gateway(store, rasa, settings.conversation_secret, screen,
-                                    settings.max_message_chars)
+                                    settings.max_message_chars, audit=app.state.audit)
         app.state.http = httpx.AsyncClient(timeout=3.0)
         try:
             yield

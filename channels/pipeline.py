@@ -16,7 +16,7 @@ from channels.errors import DuplicateInProgress, InvalidMessage, MessageTooLong,
 from channels.messages import InboundMessage, OutboundMessage
 from channels.pseudonym import conversation_key
 from channels.rasa_client import RasaClient
-from channels.safety import PassThroughScreen, SafetyScreen, ScreenResult
+from channels.safety import RedFlagScreen, SafetyScreen, ScreenResult, render_channel
 from channels.store import ConversationStore, Owner
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,13 @@ class HandleResult:
 
 class Gateway:
     def __init__(self, store: ConversationStore, rasa: RasaClient, secret: str,
-                 screen: SafetyScreen | None = None, max_message_chars: int = 2000):
+                 screen: SafetyScreen | None = None, max_message_chars: int = 2000, audit=None):
         self.store = store
         self.rasa = rasa
         self.secret = secret
-        self.screen = screen or PassThroughScreen()
+        self.screen = screen if screen is not None else RedFlagScreen()
         self.max_message_chars = max_message_chars
+        self.audit = audit
 
     def key_for(self, channel: str, address: str) -> str:
         return conversation_key(self.secret, channel, address)
@@ -96,13 +97,43 @@ class Gateway:
         await self.store.append(key, "user", text=message.text)
 
         result = await self._screen(key, message)
+        notices: list[OutboundMessage] = []
         if result is not None:
-            replies = list(result.replies)
-            if result.escalate and owner not in (Owner.STAFF,):
-                owner = Owner.WAITING_FOR_STAFF
-                await self.store.set_owner(key, owner, reason=f"safety:{result.rule}")
-            await self.store.append(key, "bot", replies)
-            return replies, owner
+            before = owner
+            if result.escalate:
+                reason = f"safety:{result.rule}"
+                if owner is Owner.STAFF:  # staff keep the conversation; it is flagged to them at top priority
+                    await self.store.flag(key, priority=result.outcome, reason=reason)
+                else:
+                    owner = Owner.WAITING_FOR_STAFF
+                    await self.store.set_owner(key, owner, reason=reason, priority=result.outcome,
+                                               summary={"reason": reason, "outcome": result.outcome,
+                                                        "category": result.category, "rules": list(result.rules)})
+                log.warning("safety screen hit conversation=%s outcome=%s rules=%s", key, result.outcome, result.rule)
+            await self._audit(key, message, result, before, owner)
+            if not result.proceed:
+                await self.store.append(key, "system", list(result.replies))
+                return list(result.replies), owner
+            notices = list(result.replies)
+
+        replies, owner = await self._route(key, owner, message)
+        if notices:
+            await self.store.append(key, "system", notices)
+        return replies + notices, owner
+
+    async def _audit(self, key: str, message: InboundMessage, result: ScreenResult, before: Owner, after: Owner) -> None:
+        if self.audit is None:
+            return
+        action = ("advised" if not result.escalate else
+                  "flagged_to_staff" if after is Owner.STAFF else "escalated")
+        try:
+            await self.audit.record(conversation=key, channel=message.channel, outcome=result.outcome,
+                                    category=result.category, rules=list(result.rules) or [result.rule],
+                                    owner_before=before.value, owner_after=after.value, action=action)
+        except Exception:  # the patient's safety message must go out even if the audit store is down
+            log.exception("safety audit write failed conversation=%s", key)
+
+    async def _route(self, key: str, owner: Owner, message: InboundMessage) -> tuple[list[OutboundMessage], Owner]:
 
         if owner is Owner.CLOSED:
             owner = Owner.BOT
@@ -136,7 +167,8 @@ class Gateway:
             return await self.screen.screen(message)
         except Exception:  # fail closed: a broken screen must never let a message through unchecked
             log.exception("safety screen failed conversation=%s", key)
-            return ScreenResult(rule="screen_error", replies=(SCREEN_FAILED_MESSAGE,), escalate=True)
+            return ScreenResult(rule="screen_error", replies=(SCREEN_FAILED_MESSAGE,), escalate=True,
+                                outcome="screen_error")
 
     async def _holding_sent(self, key: str) -> bool:
         transcript = await self.store.transcript(key)
@@ -152,8 +184,9 @@ class Gateway:
         if handoff:
             reason = str(handoff.get("reason", "unspecified")) if isinstance(handoff, dict) else str(handoff)
             summary = handoff.get("summary") if isinstance(handoff, dict) else None
-            log.info("handoff conversation=%s reason=%s", key, reason)
-            await self.store.set_owner(key, Owner.WAITING_FOR_STAFF, reason=reason, summary=summary)
+            priority = str(handoff.get("priority") or "normal") if isinstance(handoff, dict) else "normal"
+            log.info("handoff conversation=%s reason=%s priority=%s", key, reason, priority)
+            await self.store.set_owner(key, Owner.WAITING_FOR_STAFF, reason=reason, summary=summary, priority=priority)
             return Owner.WAITING_FOR_STAFF
         close = control.get("close")
         if close:

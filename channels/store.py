@@ -4,7 +4,8 @@ Keys (prefix `careline` by default):
   {p}:conv:{key}        hash: channel, address, owner, reason, updated_at
   {p}:transcript:{key}  list of JSON {role, text, buttons, ts}, capped and expiring
   {p}:dedupe:{key}:{id} "pending" or the JSON replies of a handled message
-  {p}:staff:queue       stream of hand-offs {conversation, reason, ts}: ids only, no text
+  {p}:staff:queue       stream of hand-offs {conversation, reason, priority, ts}: ids only, no text
+  {p}:staff:waiting     sorted set of conversations waiting for staff, most urgent first
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ class Owner(StrEnum):
 
 
 PENDING = "pending"
+
+# Staff priority: a safety-screen emergency or crisis first, then urgent triage, then the rest.
+PRIORITY_RANK = {"emergency": 0, "crisis": 0, "screen_error": 0, "urgent": 1, "normal": 2}
+
+
+def _score(priority: str, now: float) -> float:
+    return PRIORITY_RANK.get(priority, 2) * 1e10 + now
 
 
 class ConversationStore:
@@ -62,19 +70,44 @@ class ConversationStore:
         return {_s(k): _s(v) for k, v in raw.items()}
 
     async def set_owner(self, key: str, owner: Owner, reason: str | None = None,
-                        summary: dict[str, Any] | None = None) -> None:
-        mapping = {"owner": owner.value, "updated_at": str(time.time())}
+                        summary: dict[str, Any] | None = None, priority: str = "normal") -> None:
+        now = time.time()
+        mapping = {"owner": owner.value, "updated_at": str(now)}
         if reason is not None:
             mapping["reason"] = reason
         if summary is not None:
             mapping["summary"] = json.dumps(summary)
+        current = await self.redis.hget(self._k("conv", key), "priority")
+        if owner is Owner.WAITING_FOR_STAFF:
+            # a later, calmer hand-off never lowers a conversation's priority
+            if current is not None and PRIORITY_RANK.get(_s(current), 2) < PRIORITY_RANK.get(priority, 2):
+                priority = _s(current)
+            mapping["priority"] = priority
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._k("conv", key), mapping=mapping)
             if owner is Owner.WAITING_FOR_STAFF:
                 pipe.xadd(self._k("staff", "queue"),
-                          {"conversation": key, "reason": reason or "", "ts": str(time.time())},
+                          {"conversation": key, "reason": reason or "", "priority": priority, "ts": str(now)},
                           maxlen=100_000, approximate=True)
+                pipe.zadd(self._k("staff", "waiting"), {key: _score(priority, now)})
+            else:
+                pipe.zrem(self._k("staff", "waiting"), key)
+                pipe.hdel(self._k("conv", key), "priority")
             await pipe.execute()
+
+    async def flag(self, key: str, priority: str, reason: str) -> None:
+        """Alert staff who already own a conversation (a red flag while talking to a person)."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._k("conv", key), mapping={"alert": reason, "alert_priority": priority, "updated_at": str(now)})
+            pipe.xadd(self._k("staff", "queue"),
+                      {"conversation": key, "reason": reason, "priority": priority, "ts": str(now), "alert": "1"},
+                      maxlen=100_000, approximate=True)
+            await pipe.execute()
+
+    async def waiting_for_staff(self, count: int = 100) -> list[str]:
+        """Conversations waiting for staff, most urgent (then longest waiting) first."""
+        return [_s(k) for k in await self.redis.zrange(self._k("staff", "waiting"), 0, count - 1)]
 
     async def staff_queue(self, count: int = 100) -> list[dict[str, str]]:
         entries = await self.redis.xrange(self._k("staff", "queue"), count=count)

@@ -32,7 +32,20 @@ async def test_owner_changes_persist_and_handoff_is_queued_without_text(store):
     assert await store.ensure("c1", "web", "tok") is Owner.WAITING_FOR_STAFF
     queue = await store.staff_queue()
     assert queue[-1]["conversation"] == "c1" and queue[-1]["reason"] == "request_human"
-    assert set(queue[-1]) == {"conversation", "reason", "ts"}
+    assert set(queue[-1]) == {"conversation", "reason", "priority", "ts"}
+
+
+async def test_staff_see_emergencies_first_and_priority_never_drops(store):
+    await store.set_owner("routine", Owner.WAITING_FOR_STAFF, reason="request_human")
+    await store.set_owner("urgent", Owner.WAITING_FOR_STAFF, reason="triage:urgent", priority="urgent")
+    await store.set_owner("red", Owner.WAITING_FOR_STAFF, reason="safety:stroke.speech", priority="emergency")
+    assert await store.waiting_for_staff() == ["red", "urgent", "routine"]
+    await store.set_owner("red", Owner.WAITING_FOR_STAFF, reason="request_human")  # calmer later hand-off
+    assert (await store.info("red"))["priority"] == "emergency"
+    await store.set_owner("red", Owner.STAFF)
+    assert await store.waiting_for_staff() == ["urgent", "routine"]
+    await store.flag("red", priority="emergency", reason="safety:breathing.cant_breathe")
+    assert (await store.staff_queue())[-1]["alert"] == "1"
 
 
 async def test_transcript_is_capped(store):

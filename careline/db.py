@@ -1,0 +1,47 @@
+"""Durable records through SQLAlchemy: SQLite under var/ by default, PostgreSQL by DATABASE_URL.
+
+Tables are created on first use (`create_all`); there is no PHI in them: conversations are
+named by their pseudonymous key, never by phone number, name or message text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, func)
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+safety_audit = Table(
+    "safety_audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("conversation", String(64), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),       # emergency | crisis | advise | screen_error
+    Column("category", String(64), nullable=False, default=""),
+    Column("rules", Text, nullable=False, default=""),    # comma-separated rule ids
+    Column("owner_before", String(24), nullable=False),
+    Column("owner_after", String(24), nullable=False),
+    Column("action", String(24), nullable=False),         # escalated | advised | flagged_to_staff
+)
+
+
+def default_database_url(root: Path | None = None) -> str:
+    root = Path(root or os.environ.get("CARELINE_ROOT") or Path.cwd())
+    (root / "var").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'var' / 'careline.db'}"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = url or default_database_url()
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    kwargs = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+    engine = create_engine(url, **kwargs)
+    metadata.create_all(engine)
+    return engine
