@@ -130,7 +130,10 @@ _SINCE = [(re.compile(r"since (this morning|earlier today|today|a few hours ago|
           (re.compile(r"\b(this morning|tonight|today)\b"), 6), (re.compile(r"\b(yesterday|last night|overnight)\b"), 24)]
 _TEMP = re.compile(r"(?:fever|temp|temperature|febrile|t|tmax|of|is|was|at|reading|hit|spiked to)\s*(?:of |is |was |at |to |around |about |like )*(\d{2,3}(?:\.\d)?)\s*(f|c)?\b"
                    r"|\b(\d{2,3}(?:\.\d)?)\s*(f|c)\b")
-_AGE_YEARS = re.compile(r"\b(\d{1,3}) year old\b|\bage (\d{1,3})\b|\baged (\d{1,3})\b|\b(\d{1,3}) years old\b|\bim (\d{2})\b")
+_AGE_YEARS = re.compile(r"\b(\d{1,3}) year olds?\b|\bage (\d{1,3})\b|\baged (\d{1,3})\b|\b(\d{1,3}) years old\b|\bim (\d{2})\b"
+                        r"|\b(?:mom|mum|mother|dad|father|husband|wife|grandma|grandpa|grandmother|grandfather|son|daughter|"
+                        r"brother|sister|partner|roommate|neighbou?r|he|she|hes|shes|who) (?:is |was |turned )?(\d{1,3})\b"
+                        r"(?![.\d]| (?:percent|f|c|lbs|pounds|kg|minutes|hours|days|weeks|months|times|mg|out|and a half))")
 _AGE_MONTHS = re.compile(r"\b(\d{1,2}) month old\b")
 _AGE_WEEKS = re.compile(r"\b(\d{1,2}) week old\b|\b(\d{1,2}) (?:days?) old\b")
 
@@ -139,9 +142,22 @@ def _number(token: str) -> float:
     return float(_NUM_WORDS.get(token, token)) if not token.replace(".", "").isdigit() else float(token)
 
 
+_SHORTHAND = re.compile(r"\bx ?(\d+(?:\.\d+)?) ?(min|minutes|h|hr|hrs|hours|d|days|w|wk|wks|weeks|mo|months)\b"
+                        r"|\b(\d+(?:\.\d+)?)(h|d|wk|wks|mo)\b")
+_GESTATION = re.compile(r"\b(?:im |i am |shes |she is |at )?\d{1,2} (?:weeks?|wks?) (?:pregnant|along|gestation)\b"
+                        r"|(?:^|[.;!?] )(?:im |i am )?\d{1,2} weeks?(?= and\b| ,)|\b(?:im|i am|shes|she is) \d{1,2} weeks?(?= and\b| ,|$)")
+_SHORT_UNIT = {"min": "minute", "minutes": "minute", "h": "hour", "hr": "hour", "hrs": "hour", "hours": "hour",
+               "d": "day", "days": "day", "w": "week", "wk": "week", "wks": "week", "weeks": "week",
+               "mo": "month", "months": "month"}
+
+
 def parse_duration_hours(text: str) -> float | None:
-    """Longest duration stated ("for 3 days", "since yesterday", "2 wks") in hours."""
+    """Longest duration stated ("for 3 days", "since yesterday", "2 wks", clinicians' "x3d") in hours."""
     best = None
+    text = _GESTATION.sub(" ", text)       # "24 weeks pregnant" is not how long a symptom has lasted
+    for m in _SHORTHAND.finditer(text):   # "x3d", "x 2 wk", "48h"
+        value = float(m.group(1) or m.group(3)) * _UNIT_HOURS[_SHORT_UNIT[m.group(2) or m.group(4)]]
+        best = value if best is None else max(best, value)
     for m in _DURATION.finditer(text):
         value = _number(m.group(1)) * _UNIT_HOURS[m.group(2)]
         best = value if best is None else max(best, value)
@@ -182,6 +198,12 @@ class TriageEngine:
         redflags = redflags or RedFlagRules.load(directory)
         common = yaml.safe_load((directory / "common.yml").read_text())
         protocols = [_load_protocol(p, redflags.lexicon, common) for p in sorted((directory / "protocols").glob("*.yml"))]
+        owner: dict[str, str] = {}
+        for protocol in protocols:   # facts hold findings by name: one name, one meaning
+            for name in protocol.findings:
+                if name in owner:
+                    raise RuleFileError(f"{protocol.id}.yml: finding {name} is also defined in {owner[name]}.yml")
+                owner[name] = protocol.id
         return cls(protocols, common, redflags)
 
     # -- reading text ---------------------------------------------------------------------------
