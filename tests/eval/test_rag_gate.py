@@ -40,10 +40,12 @@ def test_development_set_shape():
 def test_recall_abstention_and_wrong_answers(report):
     assert report["recall@3"] >= 0.90, report["recall@3"]
     assert report["abstention_rate"] >= 0.90, report["abstention_rate"]
-    # The target is 0.05; measured 0.126 (top-1 picks a passage on the right topic but of
-    # another kind, or another source than the labelled one). Gate at the measured level so a
-    # regression fails; the gap is reported in the README and the closing note.
-    assert report["wrong_answer_rate"] <= 0.15, report["wrong_answer_rate"]
+    # Of the questions answered, at most 1 in 20 cites a passage that does not answer them (the
+    # threshold is chosen by cross-validation for 0.96, see `careline kb calibrate`).
+    assert report["wrong_answer_rate"] <= 0.05, report["wrong_answer_rate"]
+    # Abstaining on everything would pass the line above: keep answering most answerable questions.
+    assert report["answered_rate"] >= 0.6, report["answered_rate"]
+    assert report["latency_ms"]["p95"] <= 100, report["latency_ms"]
     assert {"recall@1", "recall@5", "mrr", "answered_rate", "latency_ms", "cases"} <= set(report)
 
 
