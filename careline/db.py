@@ -29,6 +29,29 @@ safety_audit = Table(
 )
 
 
+# SMS consent, keyed by the conversation's pseudonymous key (never the phone number).
+sms_consent = Table(
+    "sms_consent", metadata,
+    Column("conversation", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),         # opted_out | opted_in
+    Column("source", String(32), nullable=False),         # the keyword, or twilio_21610
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),
+)
+
+# Every SMS we send, its delivery status from Twilio's status callbacks, and failures.
+sms_delivery = Table(
+    "sms_delivery", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_sid", String(64), nullable=True, index=True),
+    Column("conversation", String(64), nullable=False, index=True),
+    Column("inbound_sid", String(64), nullable=True),
+    Column("status", String(24), nullable=False),         # queued | sent | delivered | undelivered | failed | not_sent
+    Column("error_code", String(16), nullable=True),
+    Column("detail", String(200), nullable=True),         # a reason, never message text
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),
+)
+
+
 def default_database_url(root: Path | None = None) -> str:
     root = Path(root or os.environ.get("CARELINE_ROOT") or Path.cwd())
     (root / "var").mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,28 @@ class Settings(BaseSettings):
     api_token: str | None = Field(default=None, repr=False)
 
     max_message_chars: int = 2000
+
+    # --- SMS through Twilio: the channel is on whenever the account settings are present ---------
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = Field(default=None, repr=False)
+    twilio_phone_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    # Another host for Twilio's REST API (a regional edge, a proxy, the local stand-in in tests).
+    twilio_api_base_url: str | None = None
+    # The public https URL Twilio calls (signatures are computed over it), e.g. https://chat.clinic.org
+    public_base_url: str | None = None
+    # Behind a proxy that sets X-Forwarded-Proto/Host: rebuild the public URL from them.
+    trust_forwarded_headers: bool = False
+    # Parallel SMS conversations; one conversation is always handled by one shard, in order.
+    sms_shards: int = Field(default=8, ge=1, le=64)
+    sms_send_retries: int = Field(default=3, ge=0, le=6)
+    clinic_name: str = "Maplewood Family Clinic"
+    clinic_phone: str = "(555) 555-0100"
+
+    @property
+    def sms_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token
+                    and (self.twilio_phone_number or self.twilio_messaging_service_sid))
     transcript_ttl_seconds: int = 7 * 24 * 3600
     transcript_max_items: int = 500
     dedupe_ttl_seconds: int = 24 * 3600

@@ -97,7 +97,7 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.rasa_port = self.rasa_port or free_port()
         self.action_port = self.action_port or free_port()
-        self.rasa_token = os.environ.get("RASA_TOKEN") or secrets.token_urlsafe(24)
+        self.rasa_token = os.environ.get("RASA_TOKEN") or secrets.token_hex(24)  # hex: never starts with "-", which argparse would take for an option
         self.secret = conversation_secret(self.var)
 
     # --- URLs ------------------------------------------------------------------------------
@@ -246,6 +246,16 @@ class Stack:
                 os.killpg(svc.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a service's process group, as a crash would (for recovery tests)."""
+        svc = self.services[name]
+        if svc.proc and svc.proc.poll() is None:
+            os.killpg(svc.proc.pid, signal.SIGKILL)
+            svc.proc.wait()
+
+    def start_service(self, name: str) -> None:
+        self._start_one(self.services[name])
 
     def restart(self, names: list[str]) -> None:
         self.stop(names)

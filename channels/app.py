@@ -39,6 +39,20 @@ def error_body(exc: CareLineError) -> dict[str, Any]:
     return {"error": exc.code, "detail": exc.detail}
 
 
+def build_sms_channel(settings: Settings, redis: Redis, gateway: Gateway, engine):
+    from channels.consent import SmsRecords
+    from channels.sms import SmsChannel, SmsTexts
+    from channels.twilio_sender import TwilioSender
+
+    callback = f"{settings.public_base_url.rstrip('/')}/sms/twilio/status" if settings.public_base_url else None
+    sender = TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_phone_number,
+                          settings.twilio_messaging_service_sid, settings.twilio_api_base_url, callback,
+                          retries=settings.sms_send_retries)
+    return SmsChannel(redis, gateway, sender, SmsRecords(engine), SmsTexts(settings.clinic_name, settings.clinic_phone),
+                      shards=settings.sms_shards, prefix=settings.redis_key_prefix,
+                      max_chars=settings.max_message_chars, dedupe_ttl=settings.dedupe_ttl_seconds)
+
+
 def create_app(settings: Settings | None = None, screen: SafetyScreen | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -55,19 +69,30 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         app.state.store = store
         from careline.db import make_engine
         from channels.audit import SafetyAudit
-        app.state.audit = SafetyAudit(make_engine(settings.database_url))
+        engine = make_engine(settings.database_url)
+        app.state.audit = SafetyAudit(engine)
         app.state.gateway = Gateway(store, rasa, settings.conversation_secret, screen,
                                     settings.max_message_chars, audit=app.state.audit)
         app.state.http = httpx.AsyncClient(timeout=3.0)
+        app.state.sms = None
+        if settings.sms_enabled:
+            app.state.sms = build_sms_channel(settings, redis, app.state.gateway, engine)
+            await app.state.sms.start()
+            log.info("sms channel on shards=%d", settings.sms_shards)
         try:
             yield
         finally:
+            if app.state.sms is not None:
+                await app.state.sms.stop()
             await rasa.aclose()
             await app.state.http.aclose()
             await redis.aclose()
 
     app = FastAPI(title="CareLine gateway", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    if settings.sms_enabled:
+        from channels.sms import make_router
+        app.include_router(make_router(lambda: app.state.sms, settings))
 
     @app.exception_handler(CareLineError)
     async def _careline_error(_request: Request, exc: CareLineError) -> JSONResponse:

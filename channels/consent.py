@@ -1,0 +1,73 @@
+"""SMS consent and delivery records in SQL (SQLite by default, PostgreSQL by DATABASE_URL).
+
+Keyed by the conversation's pseudonymous key: no phone number is stored here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from careline.db import sms_consent, sms_delivery
+
+
+class SmsRecords:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # --- consent ---------------------------------------------------------------------------
+    def _set_consent(self, conversation: str, status: str, source: str) -> None:
+        with self.engine.begin() as conn:
+            found = conn.execute(select(sms_consent.c.conversation).where(sms_consent.c.conversation == conversation)).first()
+            if found:
+                conn.execute(update(sms_consent).where(sms_consent.c.conversation == conversation)
+                             .values(status=status, source=source))
+            else:
+                conn.execute(sms_consent.insert().values(conversation=conversation, status=status, source=source))
+
+    async def opt_out(self, conversation: str, source: str) -> None:
+        await asyncio.to_thread(self._set_consent, conversation, "opted_out", source[:32])
+
+    async def opt_in(self, conversation: str, source: str) -> None:
+        await asyncio.to_thread(self._set_consent, conversation, "opted_in", source[:32])
+
+    def _opted_out(self, conversation: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sms_consent.c.status).where(sms_consent.c.conversation == conversation)).first()
+        return bool(row and row[0] == "opted_out")
+
+    async def opted_out(self, conversation: str) -> bool:
+        return await asyncio.to_thread(self._opted_out, conversation)
+
+    # --- delivery --------------------------------------------------------------------------
+    def _insert(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sms_delivery.insert().values(**row))
+
+    async def sent(self, conversation: str, inbound_sid: str | None, message_sid: str, status: str) -> None:
+        await asyncio.to_thread(self._insert, {"conversation": conversation, "inbound_sid": inbound_sid,
+                                               "message_sid": message_sid, "status": status or "queued"})
+
+    async def failed(self, conversation: str, inbound_sid: str | None, status: str, detail: str,
+                     error_code: str | None = None) -> None:
+        await asyncio.to_thread(self._insert, {"conversation": conversation, "inbound_sid": inbound_sid,
+                                               "message_sid": None, "status": status, "detail": detail[:200],
+                                               "error_code": error_code})
+
+    def _status(self, message_sid: str, status: str, error_code: str | None) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(update(sms_delivery).where(sms_delivery.c.message_sid == message_sid)
+                                .values(status=status, error_code=error_code)).rowcount
+
+    async def delivery_status(self, message_sid: str, status: str, error_code: str | None) -> int:
+        return await asyncio.to_thread(self._status, message_sid, status[:24], (error_code or None))
+
+    def rows(self, conversation: str | None = None) -> list[dict[str, Any]]:
+        query = select(sms_delivery).order_by(sms_delivery.c.id)
+        if conversation:
+            query = query.where(sms_delivery.c.conversation == conversation)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
