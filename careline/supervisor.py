@@ -90,6 +90,8 @@ class Stack:
     quiet: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
+    # SMS_SANDBOX=1: start the local Twilio stand-in and a page that plays the patient's phone.
+    sms_sandbox: bool = False
 
     def __post_init__(self) -> None:
         self.var = self.var or self.root / "var"
@@ -161,6 +163,17 @@ class Stack:
             raise StackError(f"{rasa_bin} is missing: run `make install`")
         if not self.redis_url:
             self.services["redis"] = self._redis_service()
+        sandbox = None
+        if self.sms_sandbox:
+            sandbox_port = free_port()
+            sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+            self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+            self.extra_env.update({"TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token,
+                                   "TWILIO_PHONE_NUMBER": "+15005550006", "TWILIO_API_BASE_URL": self.sandbox_url,
+                                   "PUBLIC_BASE_URL": self.gateway_url})
+            sandbox = [str(venv / "python"), "-m", "tests.twilio_standin", "--port", str(sandbox_port),
+                       "--account-sid", sid, "--auth-token", token, "--number", "+15005550006",
+                       "--webhook", f"{self.gateway_url}/sms/twilio"]
         env = self._env()
         self.services["actions"] = Service(
             "actions", [str(venv / "python"), "-m", "rasa_sdk", "--actions", "actions",
@@ -172,6 +185,9 @@ class Stack:
                      "--interface", "127.0.0.1", "--port", str(self.rasa_port),
                      "--credentials", "bot/credentials.yml", "--endpoints", "bot/endpoints.yml"],
             env, ready_url=f"{self.rasa_url}/status?token={self.rasa_token}", timeout=240)
+        if sandbox:
+            self.services["twilio"] = Service("twilio", sandbox, env, ready_port=int(self.sandbox_url.rsplit(":", 1)[1]),
+                                              timeout=20)
         self.services["gateway"] = Service(
             "gateway", [str(venv / "python"), "-m", "uvicorn", "channels.app:create_app", "--factory",
                         "--host", self.gateway_host, "--port", str(self.gateway_port),
@@ -287,8 +303,10 @@ def run_forever(root: Path) -> int:
     if port_open("127.0.0.1", port):
         print(f"Port {port} is in use: set GATEWAY_PORT to a free port.", file=sys.stderr)
         return 2
+    sandbox = os.environ.get("SMS_SANDBOX", "").lower() in ("1", "true", "yes") and not os.environ.get("TWILIO_ACCOUNT_SID")
     stack = Stack(root, gateway_port=port, gateway_host=host, redis_url=os.environ.get("REDIS_URL") or None,
-                  rasa_port=int(os.environ.get("RASA_PORT", "0")), action_port=int(os.environ.get("ACTION_PORT", "0")))
+                  rasa_port=int(os.environ.get("RASA_PORT", "0")), action_port=int(os.environ.get("ACTION_PORT", "0")),
+                  sms_sandbox=sandbox)
     def _stop(signum, _frame):
         raise KeyboardInterrupt
 
@@ -302,7 +320,10 @@ def run_forever(root: Path) -> int:
         print(f"\nCareLine is running.\n  Web chat:   {base}/chat\n  Widget:     <script src=\"{base}/widget.js\" defer></script>\n"
               f"  API:        POST {base}/api/messages\n  Health:     {base}/readyz\n"
               f"  Redis:      {'embedded, data in var/redis' if 'redis' in stack.services else 'REDIS_URL'}\n"
-              f"  Logs:       {stack.logs}\nPress Ctrl-C to stop.", flush=True)
+              + (f"  SMS:        POST {base}/sms/twilio (Twilio webhook), {base}/sms/twilio/status (status callback)\n"
+                 if stack.sms_sandbox or os.environ.get("TWILIO_ACCOUNT_SID") else "")
+              + (f"  SMS sandbox: {stack.sandbox_url}/phone (plays the patient's phone)\n" if stack.sms_sandbox else "")
+              + f"  Logs:       {stack.logs}\nPress Ctrl-C to stop.", flush=True)
         while True:
             dead = stack.first_exited()
             if dead:

@@ -42,6 +42,7 @@ class Rule:
     patterns: tuple[Any, ...]
     unless: tuple[Any, ...] = ()
     history_ok: bool = False        # fires even in a sentence about the past ("took 30 pills an hour ago")
+    question_ok: bool = False       # fires even inside an information question ("what's a lethal dose of ...")
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
 
@@ -118,7 +119,7 @@ class RedFlagRules:
             info = is_information_question(clause, whole, self.lexicon)
             for rule in self.rules:
                 if _fires(rule, clause, self.lexicon, hyp, history):
-                    hits.append(Hit(rule, informational=info))
+                    hits.append(Hit(rule, informational=info and not rule.question_ok))
         return hits
 
     def screen(self, text: str) -> Screening:
@@ -212,6 +213,7 @@ def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
             raise RuleFileError(f"{path.name}: rule {rid} has no patterns")
         rules.append(Rule(str(rid), name, str(raw.get("kind", kind)), str(raw.get("reason", "")).strip(),
                           sources[raw["source"]], patterns, unless, bool(raw.get("history_ok", False)),
+                          bool(raw.get("question_ok", False)),
                           tuple(as_list(examples.get("positive"))), tuple(as_list(examples.get("negative")))))
     return category, rules
 

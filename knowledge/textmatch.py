@@ -84,6 +84,8 @@ def normalise(text: str, lexicon: Lexicon) -> str:
     # clinician shorthand "58M", "6 F" (capitals only: "30m" is more often thirty minutes)
     text = re.sub(r"\b(\d{1,3})\s?([MF])\b", lambda m: f"{m.group(1)} year old {'male' if m.group(2) == 'M' else 'female'}", text)
     text = text.lower()
+    # clinical "+SI", "+LOC": the plus sign is otherwise dropped with the punctuation
+    text = re.sub(r"(?<![a-z0-9])\+\s?(?=[a-z])", "positive ", text)
     text = text.replace("'", "")
     text = re.sub(r"(\d)\s*(?:y/o|yo|y\.o\.|yrs? old|years? old|-year-old)\b", r"\1 year old", text)
     text = re.sub(r"(\d)\s*(?:mos? old|months? old|-month-old|mo)\b", r"\1 month old", text)

