@@ -79,6 +79,7 @@ eval-nlu: install train
 bench: install train kb
 	$(VENV)/bin/python -m careline.bench
 	$(VENV)/bin/python -m careline.bench_kb
+	$(VENV)/bin/python -m careline.bench_sms
 
 clean:
 	rm -rf models var .pytest_cache

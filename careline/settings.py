@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # Behind a proxy that sets X-Forwarded-Proto/Host: rebuild the public URL from them.
     trust_forwarded_headers: bool = False
     # Parallel SMS conversations; one conversation is always handled by one shard, in order.
-    sms_shards: int = Field(default=8, ge=1, le=64)
+    sms_shards: int = Field(default=16, ge=1, le=64)
     sms_send_retries: int = Field(default=3, ge=0, le=6)
     clinic_name: str = "Maplewood Family Clinic"
     clinic_phone: str = "(555) 555-0100"

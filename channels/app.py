@@ -48,7 +48,8 @@ def build_sms_channel(settings: Settings, redis: Redis, gateway: Gateway, engine
     sender = TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_phone_number,
                           settings.twilio_messaging_service_sid, settings.twilio_api_base_url, callback,
                           retries=settings.sms_send_retries)
-    return SmsChannel(redis, gateway, sender, SmsRecords(engine), SmsTexts(settings.clinic_name, settings.clinic_phone),
+    records = SmsRecords(engine, redis, settings.redis_key_prefix)
+    return SmsChannel(redis, gateway, sender, records, SmsTexts(settings.clinic_name, settings.clinic_phone),
                       shards=settings.sms_shards, prefix=settings.redis_key_prefix,
                       max_chars=settings.max_message_chars, dedupe_ttl=settings.dedupe_ttl_seconds)
 
@@ -76,6 +77,9 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         app.state.http = httpx.AsyncClient(timeout=3.0)
         app.state.sms = None
         if settings.sms_enabled:
+            # Twilio sends and SQL writes run in threads: room for every shard and the webhooks.
+            from concurrent.futures import ThreadPoolExecutor
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4 * settings.sms_shards + 8))
             app.state.sms = build_sms_channel(settings, redis, app.state.gateway, engine)
             await app.state.sms.start()
             log.info("sms channel on shards=%d", settings.sms_shards)

@@ -15,8 +15,17 @@ from careline.db import sms_consent, sms_delivery
 
 
 class SmsRecords:
-    def __init__(self, engine: Engine):
+    """SQL is the record; an optional Redis cache answers "opted out?" before every send without a
+    database round trip (written through on every change, so a STOP is seen at once)."""
+
+    def __init__(self, engine: Engine, redis=None, prefix: str = "careline", cache_ttl: int = 24 * 3600):
         self.engine = engine
+        self.redis = redis
+        self.prefix = prefix
+        self.cache_ttl = cache_ttl
+
+    def _ck(self, conversation: str) -> str:
+        return f"{self.prefix}:sms:optout:{conversation}"
 
     # --- consent ---------------------------------------------------------------------------
     def _set_consent(self, conversation: str, status: str, source: str) -> None:
@@ -30,9 +39,13 @@ class SmsRecords:
 
     async def opt_out(self, conversation: str, source: str) -> None:
         await asyncio.to_thread(self._set_consent, conversation, "opted_out", source[:32])
+        if self.redis is not None:
+            await self.redis.set(self._ck(conversation), "1", ex=self.cache_ttl)
 
     async def opt_in(self, conversation: str, source: str) -> None:
         await asyncio.to_thread(self._set_consent, conversation, "opted_in", source[:32])
+        if self.redis is not None:
+            await self.redis.set(self._ck(conversation), "0", ex=self.cache_ttl)
 
     def _opted_out(self, conversation: str) -> bool:
         with self.engine.connect() as conn:
@@ -40,7 +53,14 @@ class SmsRecords:
         return bool(row and row[0] == "opted_out")
 
     async def opted_out(self, conversation: str) -> bool:
-        return await asyncio.to_thread(self._opted_out, conversation)
+        if self.redis is not None:
+            cached = await self.redis.get(self._ck(conversation))
+            if cached is not None:
+                return cached in (b"1", "1")
+        value = await asyncio.to_thread(self._opted_out, conversation)
+        if self.redis is not None:
+            await self.redis.set(self._ck(conversation), "1" if value else "0", ex=self.cache_ttl)
+        return value
 
     # --- delivery --------------------------------------------------------------------------
     def _insert(self, row: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?|[.,;!?]")
 _REPEAT = re.compile(r"([a-z])\1{2,}")
 LIST_CUES = {"denies", "denied", "deny", "negative for", "without", "ruled out", "no history of", "no signs of", "no sign of"}
 _MACRO = re.compile(r"\{([a-z_0-9]+)\}")
+_SHORT_LIST = re.compile(r"^\s*(?:[a-z]+(?: [a-z]+)? ,\s*)+(?:or|nor|and) $")
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def negated(sentence: str, start: int, lexicon: Lexicon, window: int = 6) -> boo
         return False
     # A comma ends the scope ("not my anxiety this time, chest is crushing"), except after cues
     # that head a list ("denies fever, chest pain or cough").
-    if "," in between and cue.group(0) not in LIST_CUES:
+    # ... or the comma separates the items of a short negated list ("no lip, tongue, or throat swelling").
+    if "," in between and cue.group(0) not in LIST_CUES and not _SHORT_LIST.match(between):
         return False
     return len(between.split()) <= window
 
