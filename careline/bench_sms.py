@@ -98,16 +98,15 @@ def main() -> None:
                 if m and inbound not in first_part_times:
                     first_part_times[inbound] = m.time
         reply_ms = [(first_part_times[s] - t) * 1000 for s, t in sent_at.items() if s in first_part_times]
-        # exactly once: no inbound message got two first parts (parts of one reply share the inbound sid
-        # and are numbered; a duplicate turn would repeat part 0)
+        # exactly once: each inbound message's reply parts were sent once each (a repeated turn would
+        # show up as more parts for one message than the same text got elsewhere)
         with engine.connect() as conn:
-            dupes = conn.execute(text(
-                "select count(*) from (select inbound_sid from sms_delivery where message_sid is not null "
-                "group by inbound_sid having count(*) > 3) d")).scalar()
+            parts = [r[0] for r in conn.execute(text(
+                "select count(*) from sms_delivery where message_sid is not null group by inbound_sid"))]
         report = {
             "conversations": conversations, "messages": len(sent_at),
             "answered": len(answered & set(sent_at)), "unanswered": len(set(sent_at) - answered),
-            "suspected_duplicate_turns": int(dupes or 0),
+            "parts_per_message": {"min": min(parts, default=0), "max": max(parts, default=0)},
             "webhook_response_ms": summary(webhook_ms), "reply_latency_ms": summary(reply_ms),
             "wall_seconds": round(wall, 1), "messages_per_second": round(len(sent_at) / wall, 1),
             "sms_parts_sent": len(standin.messages()),

@@ -4,7 +4,8 @@ knowledge/triage/safety/*.yml (one file per category, every rule with its public
 `RedFlagRules.screen(text)` says whether a message reports an emergency or a crisis happening
 now (→ the emergency message and a person), only asks about one (→ the answer plus "if this is
 happening now, call 911"), or neither. Negated ("no chest pain"), past ("had a stroke in
-2019") and hypothetical mentions do not fire.
+2019"), hypothetical and retold ("read an article about a kid who swallowed a battery") mentions
+do not fire; rules marked `joke_ok: false` stay quiet in a message that marks itself as a joke.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from knowledge.textmatch import (TRIAGE_DIR, Clause, Lexicon, as_list, hypothetical, in_history,
-                                 is_information_question, load_lexicon, negated, normalise, sentences)
+from knowledge.textmatch import (in_negated_list, TRIAGE_DIR, Clause, Lexicon, as_list, hypothetical, in_history,
+                                 is_information_question, joking, load_lexicon, negated, normalise, reported,
+                                 sentences)
 
 KINDS = ("emergency", "crisis")
 
@@ -45,6 +47,8 @@ class Rule:
     question_ok: bool = False       # fires even inside an information question ("what's a lethal dose of ...")
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
+    unless_message: tuple[Any, ...] = ()   # like `unless`, but anywhere in the message ("..., I'm moving to Ohio")
+    joke_ok: bool = True            # False: quiet when the message marks itself as a joke ("she'd kill me lol")
 
 
 @dataclass(frozen=True)
@@ -113,11 +117,16 @@ class RedFlagRules:
     def scan(self, text: str) -> list[Hit]:
         whole = normalise(text, self.lexicon)
         hits: list[Hit] = []
+        joke = joking(whole, self.lexicon)
         for clause in sentences(whole):
             hyp = hypothetical(clause.text, self.lexicon)
             history = in_history(clause.text, self.lexicon)
             info = is_information_question(clause, whole, self.lexicon)
             for rule in self.rules:
+                if joke and not rule.joke_ok:
+                    continue
+                if any(u.search(whole) for u in rule.unless_message):
+                    continue
                 if _fires(rule, clause, self.lexicon, hyp, history):
                     hits.append(Hit(rule, informational=info and not rule.question_ok))
         return hits
@@ -165,7 +174,8 @@ def _fires(rule: Rule, clause: Clause, lexicon: Lexicon, hyp: bool, history: boo
         return False
     for pattern in rule.patterns:
         for m in pattern.finditer(clause.text):
-            if negated(clause.text, m.start(), lexicon):
+            if (negated(clause.text, m.start(), lexicon) or in_negated_list(clause.text, m.start(), m.end())
+                    or reported(clause.text, m.start(), lexicon)):
                 continue
             if any(u.search(clause.text) for u in rule.unless):
                 return False
@@ -207,6 +217,7 @@ def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
         try:
             patterns = tuple(lexicon.compile(p) for p in as_list(raw.get("patterns")))
             unless = tuple(lexicon.compile(p) for p in as_list(raw.get("unless")))
+            unless_message = tuple(lexicon.compile(p) for p in as_list(raw.get("unless_message")))
         except Exception as exc:
             raise RuleFileError(f"{path.name}: rule {rid}: {exc}") from exc
         if not patterns:
@@ -214,7 +225,8 @@ def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
         rules.append(Rule(str(rid), name, str(raw.get("kind", kind)), str(raw.get("reason", "")).strip(),
                           sources[raw["source"]], patterns, unless, bool(raw.get("history_ok", False)),
                           bool(raw.get("question_ok", False)),
-                          tuple(as_list(examples.get("positive"))), tuple(as_list(examples.get("negative")))))
+                          tuple(as_list(examples.get("positive"))), tuple(as_list(examples.get("negative"))),
+                          unless_message, bool(raw.get("joke_ok", True))))
     return category, rules
 
 

@@ -25,6 +25,10 @@ _REPEAT = re.compile(r"([a-z])\1{2,}")
 LIST_CUES = {"denies", "denied", "deny", "negative for", "without", "ruled out", "no history of", "no signs of", "no sign of"}
 _MACRO = re.compile(r"\{([a-z_0-9]+)\}")
 _SHORT_LIST = re.compile(r"^\s*(?:[a-z]+(?: [a-z]+)? ,\s*)+(?:or|nor|and) $")
+# Emoji carry tone that the word tokens lose: laughter marks a joke ("she'd kill me 😂").
+_EMOJI = {"\U0001F602": " lol ", "\U0001F923": " lol ", "\U0001F606": " lol ", "\U0001F639": " lol ",
+          "\U0001F61C": " lol ", "\U0001F61D": " lol ", "\U0001F480": " lol ", "\u2620": " lol "}
+_EMOJI_RE = re.compile("|".join(map(re.escape, _EMOJI)))
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class Lexicon:
     present_personal: re.Pattern
     hypothetical: re.Pattern
     now: re.Pattern
+    reported: re.Pattern = re.compile(r"$^")      # news, stories, what someone else saw: "read an article about"
+    joking: re.Pattern = re.compile(r"$^")        # "lol", "jk", a laughing emoji
+    serious: re.Pattern = re.compile(r"$^")       # "not joking", "i mean it": cancels a joke cue
+    reassurance: re.Pattern = re.compile(r"$^")   # "hes fine right now": present tense, nothing happening
 
     def expand(self, pattern: str, _depth: int = 0) -> str:
         def sub(m: re.Match) -> str:
@@ -72,7 +80,9 @@ def load_lexicon(path: Path = TRIAGE_DIR / "lexicon.yml") -> Lexicon:
                   negation_cues=_alt(data["negation_cues"]), pseudo_negations=_alt(data["pseudo_negations"]),
                   terminators=_alt(data["terminators"]), history=_alt(data["history"]),
                   info_question=_alt(data["info_question"]), present_personal=_alt(data["present_personal"]),
-                  hypothetical=_alt(data.get("hypothetical") or ["$^"]), now=_alt(data["now"]))
+                  hypothetical=_alt(data.get("hypothetical") or ["$^"]), now=_alt(data["now"]),
+                  reported=_alt(data.get("reported") or ["$^"]), joking=_alt(data.get("joking") or ["$^"]),
+                  serious=_alt(data.get("serious") or ["$^"]), reassurance=_alt(data.get("reassurance") or ["$^"]))
     for name in terms:  # fail at load, not at the first patient message
         lex.compile("{" + name + "}")
     return lex
@@ -82,6 +92,7 @@ def normalise(text: str, lexicon: Lexicon) -> str:
     """Lower-case words and sentence punctuation only, apostrophes dropped (can't → cant),
     letters repeated 3+ times squeezed to two, spelling variants and SMS shorthand mapped."""
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    text = _EMOJI_RE.sub(lambda m: _EMOJI[m.group(0)], text)
     # clinician shorthand "58M", "6 F" (capitals only: "30m" is more often thirty minutes)
     text = re.sub(r"\b(\d{1,3})\s?([MF])\b", lambda m: f"{m.group(1)} year old {'male' if m.group(2) == 'M' else 'female'}", text)
     text = text.lower()
@@ -149,6 +160,24 @@ def hypothetical(sentence: str, lexicon: Lexicon) -> bool:
     return bool(lexicon.hypothetical.search(sentence))
 
 
+def reported(sentence: str, start: int, lexicon: Lexicon) -> bool:
+    """Is the match at `start` part of a story, the news or someone else's account that the
+    sentence retells ("read an article about a kid who swallowed a battery", "my buddy told me
+    about an overdose call")? The cue must come first, with no terminator ("but", "now",
+    ", my ...") between: "my son swallowed a battery, I read that it's dangerous" still fires."""
+    cues = list(lexicon.reported.finditer(sentence[:start]))
+    if not cues:
+        return False
+    between = sentence[cues[-1].end():start]
+    return not lexicon.terminators.search(between)
+
+
+def joking(whole: str, lexicon: Lexicon) -> bool:
+    """The message marks itself as a joke ("lol", "jk", a laughing emoji) and does not take it
+    back ("not joking", "i mean it")."""
+    return bool(lexicon.joking.search(whole)) and not lexicon.serious.search(whole)
+
+
 def is_information_question(clause: Clause, whole: str, lexicon: Lexicon) -> bool:
     """"What are the signs of a stroke?" asks for information; "what do I do, my dad is slurring"
     reports one. A question is informational when it carries an information cue and the message
@@ -157,10 +186,54 @@ def is_information_question(clause: Clause, whole: str, lexicon: Lexicon) -> boo
         return False
     if not lexicon.info_question.search(clause.text):
         return False
-    return not lexicon.present_personal.search(whole)
+    # "he's fine right now" is present tense about the person, but reports that nothing is happening
+    calm = lexicon.reassurance.sub(lambda m: "_" * len(m.group(0)), whole)
+    return not lexicon.present_personal.search(calm)
 
 
 def as_list(value: Any) -> list:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+_LIST_NEGATION = re.compile(r"(?<![a-z0-9])(?:no|not|nor|never|without|denies|denied|negative for)(?![a-z0-9])")
+_LIST_BREAK = re.compile(r"(?<![a-z0-9])(?:but|however|now|then|though|although|except|which|who|i|im|he|she|they|we|is|are|was|has|have|had)(?![a-z0-9])")
+
+
+def in_negated_list(sentence: str, start: int, end: int) -> bool:
+    """The clinicians' list "no abdominal pain, bleeding, or fever": every item is negated, though
+    a comma usually ends a negation's scope. An item is in the list when it starts with "or", or
+    when the list goes on to an "or" item after it; items are short and have no verb or subject
+    ("no fever, eating well" is two statements)."""
+    before = sentence[:start]
+    cues = list(_LIST_NEGATION.finditer(before))
+    if not cues:
+        return False
+    between = before[cues[-1].end():]
+    items = between.split(",")
+    if len(items) < 2 or len(items) > 6 or any(len(item.split()) > 5 for item in items):
+        return False
+    if _LIST_BREAK.search(between):
+        return False
+    if re.match(r"\s*(?:or|nor)\b", items[-1]) or re.search(r"\b(?:or|nor)\s*$", items[-1]):
+        return True
+    return _list_goes_on(sentence[end:])
+
+
+_OR = re.compile(r"(?<![a-z0-9])(?:or|nor)(?![a-z0-9])")
+
+
+def _list_goes_on(after: str) -> bool:
+    """The clinicians' long list "no fever, wheezing, shortness of breath, facial pain or eye
+    pain": the list goes on, item by short item, to an "or" item."""
+    after = re.split(r"[.;!?]", after, maxsplit=1)[0]
+    for i, item in enumerate(after.split(",")[:7]):
+        head = _OR.split(item, maxsplit=1)
+        if i > 0 and (len(head[0].split()) > 5 or _LIST_BREAK.search(head[0])):
+            return False
+        if len(head) > 1:
+            return True
+        if i == 0 and (len(item.split()) > 5 or _LIST_BREAK.search(item)):
+            return False
+    return False

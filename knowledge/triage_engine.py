@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from knowledge.redflags import RedFlagRules, RuleFileError, Source, default_rules
-from knowledge.textmatch import TRIAGE_DIR, Lexicon, as_list, in_history, negated, normalise, sentences
+from knowledge.textmatch import (TRIAGE_DIR, Lexicon, as_list, in_history, in_negated_list, negated, normalise,
+                                 sentences)
 
 LEVELS = ("self_care", "routine", "urgent", "emergency")
 RANK = {level: i for i, level in enumerate(LEVELS)}
@@ -223,7 +224,7 @@ class TriageEngine:
             for part in (self._current_parts(clause.text) if history else [clause.text]):
                 for pattern in patterns:
                     for m in pattern.finditer(part):
-                        if negated(part, m.start(), self.lexicon) or _in_negated_list(part, m.start(), m.end()):
+                        if negated(part, m.start(), self.lexicon) or in_negated_list(part, m.start(), m.end()):
                             seen_negated = True
                         else:
                             return True
@@ -374,31 +375,6 @@ class TriageEngine:
 
     def protocol(self, pid: str) -> Protocol:
         return self.protocols[pid]
-
-
-_LIST_NEGATION = re.compile(r"(?<![a-z0-9])(?:no|not|nor|never|without|denies|denied|negative for)(?![a-z0-9])")
-_LIST_BREAK = re.compile(r"(?<![a-z0-9])(?:but|however|now|then|though|although|except|which|who|i|im|he|she|they|we|is|are|was|has|have|had)(?![a-z0-9])")
-_LIST_GOES_ON = re.compile(r"[^,.;!?]{0,40}?(?:, )?(?<![a-z0-9])(?:or|nor)(?![a-z0-9])")
-
-
-def _in_negated_list(sentence: str, start: int, end: int) -> bool:
-    """The clinicians' list "no abdominal pain, bleeding, or fever": every item is negated, though
-    a comma usually ends a negation's scope. An item is in the list when it starts with "or", or
-    when the list goes on to an "or" item after it; items are short and have no verb or subject
-    ("no fever, eating well" is two statements)."""
-    before = sentence[:start]
-    cues = list(_LIST_NEGATION.finditer(before))
-    if not cues:
-        return False
-    between = before[cues[-1].end():]
-    items = between.split(",")
-    if len(items) < 2 or len(items) > 6 or any(len(item.split()) > 5 for item in items):
-        return False
-    if _LIST_BREAK.search(between):
-        return False
-    if re.match(r"\s*(?:or|nor)\b", items[-1]) or re.search(r"\b(?:or|nor)\s*$", items[-1]):
-        return True
-    return bool(_LIST_GOES_ON.match(sentence[end:]))
 
 
 def _holds(cond: dict[str, Any], facts: Facts, unsure_as_present: bool) -> bool:

@@ -82,6 +82,8 @@ def test_examples_assess_to_their_level(file):
     ("9 weeks pregnant with nausea, has no abdominal pain, bleeding, or fever", "preg_fever", False),
     ("9 weeks pregnant with nausea, has no abdominal pain, bleeding, or fever", "bleeding_any", False),
     ("cut on my hand, there is no redness, swelling or pus", "wound_infection", False),
+    # ... also in the middle of a long list that ends with "or"
+    ("sneezing for a week, no fever, wheezing, shortness of breath, facial pain or eye pain", "cough_breathing", False),
     # "no fever, eating well" is two statements
     ("my son has a cough, no fever, eating well and playing", "reassuring", True),
     # a history cue rules out its own part of the sentence only
@@ -126,6 +128,29 @@ def test_a_passing_complaints_default_does_not_outrank_a_recognised_problem():
     ("red spreading skin on his thigh with pain far out of proportion to how it looks, skin is dusky purple", "emergency"),
     ("A 50-year-old man with a warm, red, tender, swollen area on his lower leg spreading slowly from a scratch", "urgent"),
     ("A 55-year-old man with sudden severe pain, redness and swelling of his big toe joint, normal temperature", "urgent"),
+    # conditions and medicines that change the level
+    ("I'm on dialysis and skipped my last two sessions, now my legs feel heavy and my heart keeps skipping", "emergency"),
+    ("I take lithium and have had diarrhoea for two days, now I'm shaky, stumbling and confused", "emergency"),
+    ("my right foot went cold and white an hour ago and it's numb and really painful", "emergency"),
+    ("A 68-year-old man with a known abdominal aortic aneurysm has sudden severe lower back pain", "emergency"),
+    ("my 9 month old has bouts of screaming, pulling his legs up, sleepy in between, and red jelly poop", "emergency"),
+    ("there's a dark curtain creeping down over the vision in my right eye since an hour", "emergency"),
+    ("4 days after giving birth I have a bad headache and blurry vision, bp 168/112", "emergency"),
+    # non-emergencies and self-care
+    ("my left calf has been swollen, warm and sore for 2 days", "urgent"),
+    ("rolled his right ankle at basketball, could not take four steps then or now, swollen", "urgent"),
+    ("home bp readings around 152/96 this week, I feel fine", "routine"),
+    ("kidney stone pain in waves on my left side, no fever, controlled with the pain meds", "routine"),
+    ("I wear contacts and my eye is a little pink and crusty, vision fine", "routine"),
+    ("jet lag after flying back from Europe, can't sleep at night and groggy all day", "self_care"),
+    ("my lips are chapped and cracked from the cold wind", "self_care"),
+    ("I have a cold sore on my lip, I get them a few times a year", "self_care"),
+    ("dandruff, itchy flaky scalp, white flakes on my shirts", "self_care"),
+    ("I get calf cramps at night sometimes, stretching helps within a minute", "self_care"),
+    ("bruise on my thigh from bumping into a table, a bit sore", "self_care"),
+    ("my 4 year old bumped her forehead on the table, goose egg, cried straight away, playing normally now", "self_care"),
+    ("twisted her left ankle, mild swelling but she could walk four steps right away", "self_care"),
+    ("sneezing and itchy watery eyes for 2 weeks like every spring, no fever, wheezing, shortness of breath or facial pain", "self_care"),
 ])
 def test_one_shot_levels(text, level):
     assessment, _ = assess_text(text, ENGINE)
