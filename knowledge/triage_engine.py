@@ -138,8 +138,11 @@ _AGE_YEARS = re.compile(r"\b(\d{1,3}) year olds?\b|\bage (\d{1,3})\b|\baged (\d{
                         r"|\b(?:mom|mum|mother|dad|father|husband|wife|grandma|grandpa|grandmother|grandfather|son|daughter|"
                         r"brother|sister|partner|roommate|neighbou?r|he|she|hes|shes|who) (?:is |was |turned )?(\d{1,3})\b"
                         r"(?![.\d]| (?:percent|f|c|lbs|pounds|kg|minutes|hours|days|weeks|months|times|mg|out|and a half))")
+_NOW_AFTER = re.compile(r"(?<![a-z0-9])(?:and|but|,|so) now (?=[a-z])")
+_NOW_FINE = re.compile(r"(?:(?:im|i am|i feel|feeling|hes|shes|he is|she is|its|it is|all|doing|were|theyre) )?"
+                       r"(?:totally |completely |much |a lot |all )?(?:fine|better|ok|okay|well|good|great|normal|recovered|healed|resolved)\b")
 _AGE_MONTHS = re.compile(r"\b(\d{1,2}) month old\b")
-_AGE_WEEKS = re.compile(r"\b(\d{1,2}) week old\b|\b(\d{1,2}) (?:days?) old\b")
+_AGE_WEEKS = re.compile(r"\b(\d{1,2}) week olds?\b|\b(\d{1,2}) (?:days?) olds?\b")
 
 
 def _number(token: str) -> float:
@@ -195,6 +198,7 @@ class TriageEngine:
         self._who = {k: [lx.compile(p) for p in v] for k, v in common["who"].items()}
         self._pregnant = [lx.compile(p) for p in common["pregnant"]]
         self._pregnant_unless = [lx.compile(p) for p in common.get("pregnant_unless") or []]
+        self._recent_states = [lx.compile(p) for p in common.get("recent_states") or []]
         self._common_findings = _findings(common.get("findings") or {}, lx, "common.yml")
         self._severity = {k: [lx.compile(p) for p in v] for k, v in common["severity"].items()}
         self._conditions = {k: [lx.compile(p) for p in v] for k, v in common["conditions"].items()}
@@ -232,12 +236,27 @@ class TriageEngine:
 
     def _current_parts(self, sentence: str) -> list[str]:
         """A history cue ("positive test last week") rules out its own comma-separated part of
-        the sentence, not what the rest of the sentence says is happening now."""
-        if not in_history(sentence, self.lexicon):
+        the sentence, not what the rest of the sentence says is happening now. A recent state
+        ("had my baby 2 weeks ago", "started iron tablets 2 weeks ago") is not history, and what
+        follows "and now" / "but now" is happening now ("... and now I'm constipated")."""
+        probe = sentence
+        for state in self._recent_states:
+            probe = state.sub(lambda m: "_" * len(m.group(0)), probe)
+        if not in_history(probe, self.lexicon):
             return [sentence]
+
+        def current(part: str, probe_part: str) -> str:
+            if not in_history(probe_part, self.lexicon):
+                return part
+            m = _NOW_AFTER.search(part)
+            if m and not _NOW_FINE.match(part, m.end()):
+                return " " * m.start() + part[m.start():]
+            return " " * len(part)
         # blank the historical parts in place, so that a negation before them still reaches on
-        return [" , ".join(" " * len(part) if in_history(part, self.lexicon) else part
-                           for part in sentence.split(" , "))]
+        parts, probes = sentence.split(" , "), probe.split(" , ")
+        if len(parts) != len(probes):
+            probes = parts
+        return [" , ".join(current(a, b) for a, b in zip(parts, probes))]
 
     def read(self, text: str, facts: Facts | None = None, protocols: list[str] | None = None) -> Facts:
         """Update facts with everything this message says. Later statements override earlier ones."""

@@ -155,3 +155,13 @@ def test_a_passing_complaints_default_does_not_outrank_a_recognised_problem():
 def test_one_shot_levels(text, level):
     assessment, _ = assess_text(text, ENGINE)
     assert assessment.level == level, (text, assessment.level, assessment.rules)
+
+
+@pytest.mark.parametrize("text,complaint", [
+    ("Started iron tablets 2 weeks ago and now I'm constipated", "abdominal_pain"),
+    ("I had my baby 2 weeks ago and now I'm short of breath and my left calf is swollen", "pregnancy"),
+    ("for the last week he's been hearing voices", "mental_health"),
+])
+def test_recent_state_and_and_now_are_not_history(text, complaint):
+    _, facts = assess_text(text, ENGINE)
+    assert complaint in facts.complaints, facts.complaints
