@@ -51,7 +51,8 @@ def main() -> None:
             """Twilio's inbound webhook, signed; one keep-alive client per thread, as a real
             sender would have (a new client per request would time the client, not the gateway)."""
             if not hasattr(local, "http"):
-                local.http = httpx.Client(timeout=60, trust_env=False)
+                # shorter than the server's keep-alive (uvicorn: 5 s), so an idle connection is never reused late
+                local.http = httpx.Client(timeout=60, trust_env=False, limits=httpx.Limits(keepalive_expiry=2))
             params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": standin.account_sid, "From": number,
                       "To": standin.phone_number, "Body": text, "NumMedia": "0", "NumSegments": "1",
                       "ApiVersion": "2010-04-01"}

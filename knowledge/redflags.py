@@ -5,7 +5,7 @@ knowledge/triage/safety/*.yml (one file per category, every rule with its public
 now (→ the emergency message and a person), only asks about one (→ the answer plus "if this is
 happening now, call 911"), or neither. Negated ("no chest pain"), past ("had a stroke in
 2019"), hypothetical and retold ("read an article about a kid who swallowed a battery") mentions
-do not fire; rules marked `joke_ok: false` stay quiet in a message that marks itself as a joke.
+do not fire, nor do topics framed as homework, a class, fiction or an awareness session; rules marked `joke_ok: false` stay quiet in a message that marks itself as a joke.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from knowledge.textmatch import (in_negated_list, TRIAGE_DIR, Clause, Lexicon, as_list, hypothetical, in_history,
-                                 is_information_question, joking, load_lexicon, negated, normalise, reported,
-                                 sentences)
+from knowledge.textmatch import (in_negated_list, TRIAGE_DIR, Clause, Lexicon, as_list, framed, hypothetical,
+                                 in_history, is_information_question, joking, load_lexicon, negated, normalise,
+                                 reported, sentences)
 
 KINDS = ("emergency", "crisis")
 
@@ -127,7 +127,7 @@ class RedFlagRules:
                     continue
                 if any(u.search(whole) for u in rule.unless_message):
                     continue
-                if _fires(rule, clause, self.lexicon, hyp, history):
+                if _fires(rule, clause, self.lexicon, hyp, history, whole):
                     hits.append(Hit(rule, informational=info and not rule.question_ok))
         return hits
 
@@ -169,13 +169,14 @@ class RedFlagRules:
         return message
 
 
-def _fires(rule: Rule, clause: Clause, lexicon: Lexicon, hyp: bool, history: bool) -> bool:
+def _fires(rule: Rule, clause: Clause, lexicon: Lexicon, hyp: bool, history: bool, whole: str = "") -> bool:
     if hyp or (history and not rule.history_ok):
         return False
     for pattern in rule.patterns:
         for m in pattern.finditer(clause.text):
             if (negated(clause.text, m.start(), lexicon) or in_negated_list(clause.text, m.start(), m.end())
-                    or reported(clause.text, m.start(), lexicon)):
+                    or reported(clause.text, m.start(), lexicon)
+                    or (whole and framed(clause.text, m.start(), whole, lexicon))):
                 continue
             if any(u.search(clause.text) for u in rule.unless):
                 return False

@@ -47,6 +47,8 @@ class Lexicon:
     joking: re.Pattern = re.compile(r"$^")        # "lol", "jk", a laughing emoji
     serious: re.Pattern = re.compile(r"$^")       # "not joking", "i mean it": cancels a joke cue
     reassurance: re.Pattern = re.compile(r"$^")   # "hes fine right now": present tense, nothing happening
+    framing: re.Pattern = re.compile(r"$^")       # homework, a class, fiction, a show, an awareness session
+    personal: re.Pattern = re.compile(r"$^")      # the writer or someone with them: i, my, he, she, ...
 
     def expand(self, pattern: str, _depth: int = 0) -> str:
         def sub(m: re.Match) -> str:
@@ -82,7 +84,8 @@ def load_lexicon(path: Path = TRIAGE_DIR / "lexicon.yml") -> Lexicon:
                   info_question=_alt(data["info_question"]), present_personal=_alt(data["present_personal"]),
                   hypothetical=_alt(data.get("hypothetical") or ["$^"]), now=_alt(data["now"]),
                   reported=_alt(data.get("reported") or ["$^"]), joking=_alt(data.get("joking") or ["$^"]),
-                  serious=_alt(data.get("serious") or ["$^"]), reassurance=_alt(data.get("reassurance") or ["$^"]))
+                  serious=_alt(data.get("serious") or ["$^"]), reassurance=_alt(data.get("reassurance") or ["$^"]),
+                  framing=_alt(data.get("framing") or ["$^"]), personal=_alt(data.get("personal") or ["$^"]))
     for name in terms:  # fail at load, not at the first patient message
         lex.compile("{" + name + "}")
     return lex
@@ -141,7 +144,9 @@ def negated(sentence: str, start: int, lexicon: Lexicon, window: int = 6) -> boo
         return False
     cue = cues[-1]
     between = before[cue.end():]
-    if lexicon.terminators.search(between):
+    # searched on the whole sentence so that a terminator may look ahead ("and(?= says)")
+    ends = lexicon.terminators.search(sentence, cue.end())
+    if ends and ends.start() < start:
         return False
     # A comma ends the scope ("not my anxiety this time, chest is crushing"), except after cues
     # that head a list ("denies fever, chest pain or cough").
@@ -170,6 +175,31 @@ def reported(sentence: str, start: int, lexicon: Lexicon) -> bool:
         return False
     between = sentence[cues[-1].end():start]
     return not lexicon.terminators.search(between)
+
+
+# Inside one clause, a framing cue stops reaching a match at a terminator or where the writer
+# starts speaking of themselves ("doing my homework and my chest hurts so bad").
+_FRAME_BREAK = re.compile(r"(?<![a-z0-9])(?:and|but|so|then|when|because|cause|,)\s+(?:i|im|ive|id|my|me|we|were|our)(?![a-z0-9])")
+
+
+def framed(sentence: str, start: int, whole: str, lexicon: Lexicon) -> bool:
+    """Is the match at `start` a topic the message frames as homework, a class, fiction, a show or
+    play, or an awareness session ("Nursing homework: list the red flags for meningitis", "in my
+    play a character says 'I want to die'", "is chest pain from anxiety real? asking for my psych
+    class", "book me onto the overdose awareness session")? Framed when a cue shares the match's
+    clause with nothing between that ends its reach, or when the cue is elsewhere in the message
+    and the match's clause says nothing about the writer or anyone with them. A real report in
+    the same message ("for my psych class. honestly i keep cutting myself") still fires."""
+    if not lexicon.framing.search(whole):
+        return False
+    for cue in lexicon.framing.finditer(sentence):
+        lo, hi = (cue.end(), start) if cue.end() <= start else (start, cue.start())
+        between = sentence[lo:hi]
+        if not lexicon.terminators.search(between) and not _FRAME_BREAK.search(between):
+            return True
+    if lexicon.framing.search(sentence):
+        return False  # the cue is here but something ends its reach: the rest is a report
+    return not lexicon.personal.search(sentence)
 
 
 def joking(whole: str, lexicon: Lexicon) -> bool:

@@ -152,7 +152,8 @@ def _number(token: str) -> float:
 _SHORTHAND = re.compile(r"\bx ?(\d+(?:\.\d+)?) ?(min|minutes|h|hr|hrs|hours|d|days|w|wk|wks|weeks|mo|months)\b"
                         r"|\b(\d+(?:\.\d+)?)(h|d|wk|wks|mo)\b")
 _GESTATION = re.compile(r"\b(?:im |i am |shes |she is |at )?\d{1,2} (?:weeks?|wks?) (?:pregnant|along|gestation)\b"
-                        r"|(?:^|[.;!?] )(?:im |i am )?\d{1,2} weeks?(?= and\b| ,)|\b(?:im|i am|shes|she is) \d{1,2} weeks?(?= and\b| ,|$)")
+                        r"|(?:^|[.;!?] )(?:im |i am )?\d{1,2} weeks?(?= and\b| ,)|\b(?:im|i am|shes|she is) \d{1,2} weeks?(?= and\b| ,|$)"
+                        r"|\b(?:im|i am|shes|she is|were|we are) \d{1,2} (?:weeks|wks) (?:with|gone|along)\b")
 _SHORT_UNIT = {"min": "minute", "minutes": "minute", "h": "hour", "hr": "hour", "hrs": "hour", "hours": "hour",
                "d": "day", "days": "day", "w": "week", "wk": "week", "wks": "week", "weeks": "week",
                "mo": "month", "months": "month"}
@@ -285,7 +286,9 @@ class TriageEngine:
         # "6 weeks pregnant (positive test last week)": being pregnant is a state, not history
         if self._matches(self._pregnant, norm, self._pregnant_unless, history=False):
             facts.pregnant = True
-            facts.who = facts.who or "adult"
+            # "baby is moving normally" speaks of the fetus: the patient is the pregnant woman
+            if facts.age_months is None and facts.who in (None, "infant"):
+                facts.who = "adult"
         if facts.pregnant:   # being pregnant changes every complaint's meaning
             for pid, protocol in self.protocols.items():
                 if protocol.when_pregnant and pid not in facts.complaints:

@@ -165,3 +165,63 @@ def test_one_shot_levels(text, level):
 def test_recent_state_and_and_now_are_not_history(text, complaint):
     _, facts = assess_text(text, ENGINE)
     assert complaint in facts.complaints, facts.complaints
+
+
+def protocol_level(text: str):
+    """The protocols' own level, whatever the red-flag screen says (it is tested on its own)."""
+    facts = ENGINE.read(text)
+    facts.red_flags = []
+    return ENGINE.assess(facts), facts
+
+
+@pytest.mark.parametrize("text, level", [
+    # pregnancy: gestation written many ways; severe pre-eclampsia features; swelling alone is same-day
+    ("I'm 30 weeks with twins and the babies have been much quieter than usual today, barely any kicks", "emergency"),
+    ("she's 38 weeks gone and hasn't felt the baby move since last night", "emergency"),
+    ("Patient 29 weeks, BP 150/100, 1+ protein, complains of blurred vision", "emergency"),
+    ("I'm 35 weeks, my hands and face swelled up and I have a pounding headache that paracetamol won't shift", "emergency"),
+    ("33 weeks pregnant, my face and fingers have suddenly gone puffy since yesterday, no headache or vision problems", "urgent"),
+    ("32 weeks and my palms and soles itch like mad especially at night, no rash", "urgent"),
+    ("My partner's 34 weeks and she's itching all over her hands and feet, worse at night", "urgent"),
+    ("12 weeks pregnant, vomiting 5 or 6 times a day, can keep some water down, lost 2 kg", "routine"),
+    ("7 weeks pregnant, nauseous all day and sick once most mornings, but drinking fine and peeing normally", "self_care"),
+    ("28 weeks pregnant, leg cramps in my calves at night, stretching helps, no swelling", "self_care"),
+    ("I'm 22 weeks pregnant and get heartburn after every meal, gaviscon helps", "self_care"),
+    # back pain: cauda equina described rather than named
+    ("my back has been killing me for a week and now my groin is numb and I'm struggling to start peeing", "emergency"),
+    ("52F with sciatica x2 wks, new perineal numbness and urinary retention today, bilateral leg weakness", "emergency"),
+    ("hurt my back lifting boxes yesterday, sore and stiff, no numbness around my bottom, no trouble peeing", "self_care"),
+    # paracetamol: staggered overdose and double dosing with combination products
+    ("Patient reports acetaminophen 1 g every 3 hours around the clock for 4 days, now nauseated with RUQ tenderness", "emergency"),
+    ("My son (16) has flu and has been taking paracetamol every 2 hours plus Lemsip, now he's vomiting", "emergency"),
+    ("I took 2 paracetamol this morning and then a Lemsip at lunch, I feel fine, is that ok?", "urgent"),
+    # diabetes: ketones and very high sugars
+    ("I'm T1D, blood sugar 380 since this morning, ketones are moderate on the urine strip", "emergency"),
+    ("type 1 diabetic, meter says HI, been throwing up and breathing fast", "emergency"),
+    ("My blood sugar has been running 300s for 2 days since I got a cold, no ketones, eating and drinking fine", "urgent"),
+    # skin, mouth, bowels, joints, feet, splinters, worms, panic
+    ("my 9 month old has a red sore bottom in the nappy area, no fever, feeding well", "self_care"),
+    ("I'm 19 and keep getting spots and blackheads on my chin, what can I buy for it?", "self_care"),
+    ("My daughter (15) has painful cystic acne on her face and back that is starting to scar", "routine"),
+    ("I think my 2 year old has hand foot and mouth, sores in her mouth and blisters on her hands, drinking ok", "self_care"),
+    ("Since starting co-codamol after my knee op I haven't opened my bowels for 4 days, no pain, passing wind", "self_care"),
+    ("my knee arthritis is playing up after a long walk, achy and stiff, no swelling or redness, I can walk fine", "self_care"),
+    ("70 yo T2DM with 1 cm ulcer under the 1st metatarsal head x 10 days, no cellulitis, neuropathy", "urgent"),
+    ("My son had a splinter in his palm, I pulled it out with tweezers, there's a tiny red mark, no swelling", "self_care"),
+    ("splinter in my thumb from yesterday, part of it is still in and it's getting red and throbbing", "routine"),
+    ("my 5 year old keeps scratching his bum at night and I saw little white worms in his poo", "self_care"),
+    ("hi there, my daughter (17) keeps having anxiety attacks before school, says she can't breathe, it passes in a few minutes", "routine"),
+])
+def test_protocol_families_generalise(text, level):
+    assessment, _ = protocol_level(text)
+    assert assessment.level == level, (text, assessment.level, assessment.rules)
+
+
+def test_an_unborn_baby_does_not_make_the_patient_an_infant():
+    facts = ENGINE.read("My partner is 28 weeks pregnant and her hands are puffy, baby is moving normally")
+    assert facts.pregnant and facts.who == "adult"
+
+
+def test_a_greeting_is_not_homicidal_ideation():
+    facts = ENGINE.read("Hi, I've been feeling anxious and low for a month, no thoughts of hurting anyone")
+    assert not facts.findings.get("harm_others")
