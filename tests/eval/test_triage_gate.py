@@ -58,3 +58,19 @@ def test_safety_gate(safety):
     missed = [c for c in safety["cases"] if c["expected"] != "none" and c["outcome"] not in ("emergency", "crisis")]
     assert safety["emergency_recall"] == 1.0, missed
     assert safety["false_alarm_rate"] <= 0.05, safety["false_alarm_rate"]
+
+
+# The held-out sets 1-3 were used to generalise the rules after they were measured: they are
+# regression gates now. holdout4 stays out of every gate and every tuning step (the honest figure).
+@pytest.mark.parametrize("name", ["triage_holdout", "triage_holdout2", "triage_holdout3"])
+def test_triage_regression_sets(name):
+    report = run("triage", HERE / f"{name}.jsonl")
+    assert report["emergency_recall"] == 1.0
+    assert report["accuracy"] >= 0.85, report["accuracy"]
+
+
+@pytest.mark.parametrize("name", ["safety_holdout", "safety_holdout2", "safety_holdout3"])
+def test_safety_regression_sets(name):
+    report = run("safety", HERE / f"{name}.jsonl")
+    assert report["emergency_recall"] == 1.0
+    assert report["false_alarm_rate"] <= 0.05, report["false_alarm_rate"]
