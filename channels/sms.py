@@ -161,7 +161,10 @@ class SmsChannel:
 
     async def _consume(self, shard: int) -> None:
         stream = self._k("in", str(shard))
-        consumer = f"shard-{shard}"  # stable: after a restart the same consumer re-reads its pending messages
+        # Stable: after a restart the same consumer re-reads its pending messages. One gateway process
+        # runs the worker; running several would need per-host consumer names and XAUTOCLAIM of the
+        # pending entries of a host that died.
+        consumer = f"shard-{shard}"
         backlog = True
         while not self._stopping.is_set():
             try:
