@@ -104,7 +104,7 @@ class ActionAskTriageAnswer(Action):
                 state.current = q.id
                 state.asked.append(q.id)
                 state.retries = 0
-            dispatcher.utter_message(**ask(q, channel_of(tracker)))
+            dispatcher.utter_message(**ask(q))
             return [SlotSet(STATE_SLOT, state.to_dict())]
         except Exception:
             log.exception("triage question failed")

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from careline.stats import summary
 from careline.supervisor import Stack, find_root, free_port
@@ -47,24 +46,24 @@ def main() -> None:
 
         local = threading.local()
 
-        def post(number: str, text: str, sid: str):
+        def post(number: str, body: str, sid: str):
             """Twilio's inbound webhook, signed; one keep-alive client per thread, as a real
             sender would have (a new client per request would time the client, not the gateway)."""
             if not hasattr(local, "http"):
                 # shorter than the server's keep-alive (uvicorn: 5 s), so an idle connection is never reused late
                 local.http = httpx.Client(timeout=60, trust_env=False, limits=httpx.Limits(keepalive_expiry=2))
             params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": standin.account_sid, "From": number,
-                      "To": standin.phone_number, "Body": text, "NumMedia": "0", "NumSegments": "1",
+                      "To": standin.phone_number, "Body": body, "NumMedia": "0", "NumSegments": "1",
                       "ApiVersion": "2010-04-01"}
             return local.http.post(webhook, data=params,
                                    headers={"X-Twilio-Signature": sign(standin.auth_token, webhook, params)})
 
         def conversation(n: int) -> None:
             number = f"+1555{n:07d}"
-            for text in MESSAGES:
+            for body in MESSAGES:
                 sid = "SM" + os.urandom(16).hex()
                 start = time.perf_counter()
-                resp = post(number, text, sid)
+                resp = post(number, body, sid)
                 elapsed = (time.perf_counter() - start) * 1000
                 assert resp.status_code == 200, resp.status_code
                 with lock:
@@ -84,30 +83,24 @@ def main() -> None:
         wall = time.perf_counter() - wall
         time.sleep(3)  # late duplicates would show up here
 
+        from collections import Counter
+
         from sqlalchemy import create_engine, text
-        engine = create_engine(f"sqlite:///{var / 'careline.db'}")
-        with engine.connect() as conn:
-            rows = conn.execute(text("select inbound_sid, min(id), count(*) from sms_delivery "
-                                     "where message_sid is not null group by inbound_sid")).all()
-        answered = {r[0] for r in rows}
-        first_part_times = {}
+        with create_engine(f"sqlite:///{var / 'careline.db'}").connect() as conn:
+            sends = conn.execute(text("select inbound_sid, message_sid from sms_delivery "
+                                      "where message_sid is not null order by id")).all()
+        parts = Counter(inbound for inbound, _ in sends)  # a repeated turn would show up as extra parts
+        answered = set(parts)
         by_sid = {m.sid: m for m in standin.messages()}
-        with engine.connect() as conn:
-            for inbound, message_sid in conn.execute(text(
-                    "select inbound_sid, message_sid from sms_delivery where message_sid is not null order by id")):
-                m = by_sid.get(message_sid)
-                if m and inbound not in first_part_times:
-                    first_part_times[inbound] = m.time
+        first_part_times: dict[str, float] = {}
+        for inbound, message_sid in sends:
+            if inbound not in first_part_times and message_sid in by_sid:
+                first_part_times[inbound] = by_sid[message_sid].time
         reply_ms = [(first_part_times[s] - t) * 1000 for s, t in sent_at.items() if s in first_part_times]
-        # exactly once: each inbound message's reply parts were sent once each (a repeated turn would
-        # show up as more parts for one message than the same text got elsewhere)
-        with engine.connect() as conn:
-            parts = [r[0] for r in conn.execute(text(
-                "select count(*) from sms_delivery where message_sid is not null group by inbound_sid"))]
         report = {
             "conversations": conversations, "messages": len(sent_at),
             "answered": len(answered & set(sent_at)), "unanswered": len(set(sent_at) - answered),
-            "parts_per_message": {"min": min(parts, default=0), "max": max(parts, default=0)},
+            "parts_per_message": {"min": min(parts.values(), default=0), "max": max(parts.values(), default=0)},
             "webhook_response_ms": summary(webhook_ms), "reply_latency_ms": summary(reply_ms),
             "wall_seconds": round(wall, 1), "messages_per_second": round(len(sent_at) / wall, 1),
             "sms_parts_sent": len(standin.messages()),

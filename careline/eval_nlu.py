@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import secrets
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,10 +13,11 @@ from typing import Any
 
 import httpx
 
-from careline.supervisor import Service, Stack, StackError, free_port, latest_model
+from careline.supervisor import Service, Stack, free_port, latest_model
 
 
-def read_cases(path: Path) -> list[dict[str, Any]]:
+def read_cases(path: Path, fields: tuple[str, ...] = ("id", "text", "intent")) -> list[dict[str, Any]]:
+    """JSON Lines evaluation cases, each with the given string fields (shared by every `careline eval`)."""
     cases = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -26,8 +26,8 @@ def read_cases(path: Path) -> list[dict[str, Any]]:
             case = json.loads(line)
         except ValueError as exc:
             raise ValueError(f"{path}:{n}: not JSON ({exc})") from exc
-        if not isinstance(case, dict) or not all(isinstance(case.get(k), str) for k in ("id", "text", "intent")):
-            raise ValueError(f"{path}:{n}: a case needs string fields id, text and intent")
+        if not isinstance(case, dict) or not all(isinstance(case.get(k), str) for k in fields):
+            raise ValueError(f"{path}:{n}: a case needs string fields {', '.join(fields)}")
         cases.append(case)
     return cases
 

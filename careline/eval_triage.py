@@ -11,32 +11,16 @@ an emergency or a crisis. Recall over emergency and crisis cases; false alarms o
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from careline.eval_nlu import read_cases
 from careline.stats import summary
 from knowledge.triage_engine import LEVELS, RANK, assess_text, default_engine
 
 EXPECTED = set(LEVELS) | {"non_emergency"}
-
-
-def load_cases(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
-    cases = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            case = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not JSON: {exc.msg}") from exc
-        missing = [k for k in required if k not in case]
-        if missing:
-            raise ValueError(f"{path}:{n}: missing {', '.join(missing)}")
-        cases.append(case)
-    return cases
 
 
 def _matches(expected: str, predicted: str) -> bool:
@@ -52,7 +36,7 @@ def _direction(expected: str, predicted: str) -> int:
 
 
 def evaluate_triage(path: Path) -> dict[str, Any]:
-    cases = load_cases(path, ("id", "text", "expected"))
+    cases = read_cases(path, ("id", "text", "expected"))
     engine = default_engine()
     confusion: dict[str, Counter] = defaultdict(Counter)
     rows, latencies = [], []
@@ -84,7 +68,7 @@ def evaluate_triage(path: Path) -> dict[str, Any]:
 
 
 def evaluate_safety(path: Path) -> dict[str, Any]:
-    cases = load_cases(path, ("id", "text", "expected"))
+    cases = read_cases(path, ("id", "text", "expected"))
     rules = default_engine().redflags
     positives = caught = negatives = alarms = 0
     by_category: dict[str, Counter] = defaultdict(Counter)

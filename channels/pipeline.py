@@ -16,7 +16,7 @@ from channels.errors import DuplicateInProgress, InvalidMessage, MessageTooLong,
 from channels.messages import InboundMessage, OutboundMessage
 from channels.pseudonym import conversation_key
 from channels.rasa_client import RasaClient
-from channels.safety import RedFlagScreen, SafetyScreen, ScreenResult, render_channel
+from channels.safety import RedFlagScreen, SafetyScreen, ScreenResult
 from channels.store import ConversationStore, Owner
 
 log = logging.getLogger(__name__)

@@ -192,12 +192,9 @@ def apply_answer(engine: TriageEngine, state: TriageState, text: str) -> str:
     return "unclear"
 
 
-def ask(q: Question, channel: str) -> dict[str, Any]:
+def ask(q: Question) -> dict[str, Any]:
     buttons = [{"title": title, "payload": payload} for title, payload in OPTIONS.get(q.kind, [])]
-    text = q.ask
-    if q.kind in ("yes_no", "pregnant"):
-        text += "" if channel == "sms" else ""
-    return {"text": text, "buttons": buttons}
+    return {"text": q.ask, "buttons": buttons}
 
 
 def outcome(assessment: Assessment, facts: Facts, channel: str, advice: str | None = None) -> dict[str, Any]:

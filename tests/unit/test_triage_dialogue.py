@@ -2,7 +2,7 @@
 
 import pytest
 
-from knowledge.triage_dialogue import TriageState, apply_answer, outcome, question_by_id
+from knowledge.triage_dialogue import TriageState, apply_answer, outcome
 from knowledge.triage_engine import assess_text, default_engine, parse_duration_hours, parse_temperature_f
 from knowledge.textmatch import load_lexicon, normalise
 
