@@ -9,6 +9,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "dev-secret", "secret"}
+# Shortest accepted secret or bearer token (characters): 32 hex characters are 128 bits.
+MIN_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -58,6 +60,36 @@ class Settings(BaseSettings):
     def sms_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token
                     and (self.twilio_phone_number or self.twilio_messaging_service_sid))
+    # Accepted inbound numbers (To) besides TWILIO_PHONE_NUMBER, comma-separated E.164: the numbers of
+    # a Messaging Service. A webhook for any other number, or from another account, is refused.
+    twilio_inbound_numbers: str = ""
+    # SMS queue entries pending longer than this for a consumer that stopped are taken over (XAUTOCLAIM).
+    sms_claim_idle_seconds: int = Field(default=60, ge=5, le=3600)
+
+    # --- hardening: limits, origins, time bounds, retention ------------------------------------
+    # Sites that may embed the widget and open /ws (comma-separated origins such as
+    # https://www.clinic.org); the gateway's own origin is always allowed.
+    allowed_origins: str = ""
+    # Largest request body (API, Twilio webhooks) and WebSocket frame, in bytes.
+    max_body_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    max_ws_frame_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    # Rate limits in the `limits` notation ("20/minute", "5/second;100/hour"), shared through Redis:
+    # per conversation, and per client (IP address, or API token).
+    rate_limit_conversation: str = "20/minute"
+    rate_limit_client: str = "120/minute"
+    # Every Redis call gives up after this long (the patient then gets the emergency numbers).
+    redis_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    # The safety screen's deadline per message, and its worker processes.
+    screen_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    screen_workers: int = Field(default=2, ge=1, le=16)
+    # Conversation data (transcripts, Rasa trackers, queues, SQL rows) is erased this many days after
+    # the conversation's first message; consent records and audit trails are kept.
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    # Fernet key that encrypts what must be kept to reply (an SMS patient's number). `make run`
+    # creates var/data_key; generate one with
+    # python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'
+    data_encryption_key: str = Field(default="", repr=False)
+
     transcript_ttl_seconds: int = 7 * 24 * 3600
     transcript_max_items: int = 500
     dedupe_ttl_seconds: int = 24 * 3600
@@ -75,7 +107,36 @@ class Settings(BaseSettings):
                 "CONVERSATION_SECRET is not set: `make run` creates one under var/; "
                 "otherwise generate one with `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
             )
+        if len(self.conversation_secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"CONVERSATION_SECRET must be at least {MIN_SECRET_CHARS} characters")
+        if self.api_token and len(self.api_token) < MIN_SECRET_CHARS:
+            raise ValueError(f"API_TOKEN must be at least {MIN_SECRET_CHARS} characters")
+        if self.careline_env == "production" and not self.data_encryption_key:
+            raise ValueError("DATA_ENCRYPTION_KEY must be set in production (see .env.example)")
+        if self.data_encryption_key:
+            from cryptography.fernet import Fernet
+            try:
+                Fernet(self.data_encryption_key.encode())
+            except (ValueError, TypeError) as exc:
+                raise ValueError("DATA_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes)") from exc
         return self
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()]
+
+    @property
+    def inbound_numbers(self) -> set[str]:
+        numbers = {n.strip() for n in self.twilio_inbound_numbers.split(",") if n.strip()}
+        return numbers | ({self.twilio_phone_number} if self.twilio_phone_number else set())
+
+    @property
+    def retention_seconds(self) -> int:
+        return self.retention_days * 24 * 3600
+
+    @property
+    def production(self) -> bool:
+        return self.careline_env == "production"
 
 
 class LLMSettings(BaseSettings):

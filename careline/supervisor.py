@@ -67,6 +67,20 @@ def conversation_secret(var: Path) -> str:
     return path.read_text().strip()
 
 
+def data_key(var: Path) -> str:
+    """DATA_ENCRYPTION_KEY, or a Fernet key generated once and kept under var/ (like the secret)."""
+    if os.environ.get("DATA_ENCRYPTION_KEY"):
+        return os.environ["DATA_ENCRYPTION_KEY"]
+    path = var / "data_key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 @dataclass
 class Service:
     name: str
@@ -101,6 +115,7 @@ class Stack:
         self.action_port = self.action_port or free_port()
         self.rasa_token = os.environ.get("RASA_TOKEN") or secrets.token_hex(24)  # hex: never starts with "-", which argparse would take for an option
         self.secret = conversation_secret(self.var)
+        self.data_key = data_key(self.var)
 
     # --- URLs ------------------------------------------------------------------------------
     @property
@@ -141,6 +156,7 @@ class Stack:
             "RASA_URL": self.rasa_url,
             "RASA_TOKEN": self.rasa_token,
             "CONVERSATION_SECRET": self.secret,
+            "DATA_ENCRYPTION_KEY": self.data_key,
             "GATEWAY_HOST": self.gateway_host,
             "GATEWAY_PORT": str(self.gateway_port),
             # Rasa and the SDK log at INFO by default; WARNING keeps message content out of logs.
@@ -191,7 +207,9 @@ class Stack:
         self.services["gateway"] = Service(
             "gateway", [str(venv / "python"), "-m", "uvicorn", "channels.app:create_app", "--factory",
                         "--host", self.gateway_host, "--port", str(self.gateway_port),
-                        "--no-access-log", "--log-level", "warning"],
+                        "--no-access-log", "--log-level", "warning",
+                        # frames above the cap are refused by the server (close 1009) before they are parsed
+                        "--ws-max-size", os.environ.get("MAX_WS_FRAME_BYTES", "16384")],
             env, ready_url=f"{self.gateway_url}/healthz", timeout=60)
 
     def start(self, names: list[str] | None = None) -> None:

@@ -41,3 +41,46 @@ class UpstreamUnavailable(CareLineError):
 
     status_code = 503
     code = "upstream_unavailable"
+
+
+class StoreUnavailable(CareLineError):
+    """Redis or SQL failed or did not answer in time: the conversation's state cannot be read or
+    kept. The safety screen has already run; the patient gets this message with the emergency
+    numbers (HTTP 503 on the API, a message on the WebSocket, a TwiML reply on SMS)."""
+
+    status_code = 503
+    code = "service_unavailable"
+    patient_message = ("Sorry, we can't reach our system right now, so I can't answer this message. "
+                       "Please try again in a few minutes, or call the clinic. "
+                       "If this is an emergency, call 911 now. For a mental health crisis, call or text 988.")
+
+
+class IdempotencyConflict(CareLineError):
+    """An idempotency key was reused with a different message."""
+
+    status_code = 409
+    code = "idempotency_conflict"
+    patient_message = "This message id was already used for a different message."
+
+
+class RateLimited(CareLineError):
+    status_code = 429
+    code = "rate_limited"
+    patient_message = ("You're sending messages faster than I can answer. Please wait a moment and try again. "
+                       "If this is an emergency, call 911 now.")
+
+    def __init__(self, detail: str | None = None, retry_after: int = 60):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class PayloadTooLarge(CareLineError):
+    status_code = 413
+    code = "payload_too_large"
+    patient_message = "That request is too large."
+
+
+class UnsupportedMediaType(CareLineError):
+    status_code = 415
+    code = "unsupported_media_type"
+    patient_message = "Send the message as JSON (Content-Type: application/json)."

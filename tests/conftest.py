@@ -81,6 +81,38 @@ def stack(redis_url, tmp_path_factory, twilio):
         s.stop()
 
 
+@pytest.fixture(scope="session")
+def private_redis(tmp_path_factory):
+    """A Redis server of its own (tests/faults.py) that fault tests may pause, kill and restart."""
+    from tests.faults import PrivateRedis
+
+    server = PrivateRedis(tmp_path_factory.mktemp("private-redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_stack(private_redis, tmp_path_factory, twilio):
+    """A second whole stack on the private Redis, for tests that break Redis or stop a process.
+    Tests that pause or kill something restore it before they end (resume, restart, start_service)."""
+    from careline.supervisor import Stack, free_port
+
+    var = tmp_path_factory.mktemp("fault-var")
+    port = free_port()
+    s = Stack(ROOT, gateway_port=port, redis_url=private_redis.url, var=var, extra_env={
+        "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "TWILIO_PHONE_NUMBER": twilio.phone_number, "TWILIO_API_BASE_URL": twilio.base_url,
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "REDIS_TIMEOUT_SECONDS": "1.0"})
+    try:
+        s.start()
+        s.wait_ready(60)
+        yield s
+    finally:
+        s.stop()
+
+
 @pytest.fixture
 def api(stack):
     with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
