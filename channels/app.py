@@ -7,7 +7,6 @@ import hmac
 import json
 import logging
 import re
-import secrets
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -18,12 +17,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from redis.asyncio import Redis
 
 from careline.settings import Settings, get_settings
-from channels.errors import CareLineError, InvalidMessage, Unauthorized
-from channels.messages import InboundMessage
+from channels.crypto import Cipher
+from channels.errors import (CareLineError, IdempotencyConflict, InvalidMessage, RateLimited, StoreUnavailable,
+                             Unauthorized, UnsupportedMediaType)
+from channels.http_limits import read_body_capped
+from channels.messages import InboundMessage, OutboundMessage
 from channels.pipeline import Gateway
 from channels.rasa_client import RasaClient
-from channels.safety import SafetyScreen
+from channels.ratelimit import RateLimits
+from channels.safety import IsolatedScreen, SafetyScreen
 from channels.store import ConversationStore
+from channels.web_security import Origins, SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,26 @@ def _static(name: str) -> str:
 
 
 def error_body(exc: CareLineError) -> dict[str, Any]:
-    return {"error": exc.code, "detail": exc.detail}
+    body: dict[str, Any] = {"error": exc.code, "detail": exc.detail}
+    # What the patient must read even on an error: the emergency numbers when our state is down,
+    # the safety reply to a flagged message whose idempotency key was reused.
+    if isinstance(exc, StoreUnavailable):
+        body["messages"] = [OutboundMessage(exc.patient_message, role="system").to_dict()]
+    elif isinstance(exc, IdempotencyConflict) and exc.replies:
+        body["messages"] = [m.to_dict() for m in exc.replies]
+    return body
+
+
+def error_headers(exc: CareLineError) -> dict[str, str] | None:
+    return {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+
+
+def client_ip(request_or_ws, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        forwarded = request_or_ws.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request_or_ws.client.host if request_or_ws.client else "unknown"
 
 
 def build_sms_channel(settings: Settings, redis: Redis, gateway: Gateway, engine):
@@ -59,21 +82,30 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3,
-                               retry_on_timeout=True)
+        # Every Redis call gives up after redis_timeout_seconds: a hanging Redis must not hold a patient.
+        redis = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
+                               socket_connect_timeout=settings.redis_timeout_seconds, retry_on_timeout=False)
         rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout_seconds,
                           settings.rasa_connect_retries)
-        store = ConversationStore(redis, settings.redis_key_prefix, settings.transcript_ttl_seconds,
+        store = ConversationStore(redis, settings.redis_key_prefix, settings.retention_seconds,
                                   settings.transcript_max_items, settings.dedupe_ttl_seconds)
         app.state.redis = redis
         app.state.rasa = rasa
         app.state.store = store
+        app.state.limits = RateLimits(settings.redis_url, settings.redis_key_prefix, settings.rate_limit_conversation,
+                                      settings.rate_limit_client, settings.redis_timeout_seconds)
         from careline.db import make_engine
         from channels.audit import SafetyAudit
         engine = make_engine(settings.database_url)
         app.state.audit = SafetyAudit(engine)
-        app.state.gateway = Gateway(store, rasa, settings.conversation_secret, screen,
-                                    settings.max_message_chars, audit=app.state.audit)
+        isolated = None
+        if screen is None:
+            isolated = IsolatedScreen(settings.screen_workers, settings.screen_timeout_seconds)
+            await isolated.warm_up()
+        app.state.screen = screen or isolated
+        app.state.cipher = Cipher(settings.data_encryption_key)
+        app.state.gateway = Gateway(store, rasa, settings.conversation_secret, app.state.screen,
+                                    settings.max_message_chars, audit=app.state.audit, cipher=app.state.cipher)
         app.state.http = httpx.AsyncClient(timeout=3.0)
         app.state.sms = None
         if settings.sms_enabled:
@@ -91,16 +123,28 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
             await rasa.aclose()
             await app.state.http.aclose()
             await redis.aclose()
+            if isolated is not None:
+                isolated.close()
 
-    app = FastAPI(title="CareLine gateway", version="0.1.0", lifespan=lifespan)
+    # The interactive API docs are for development: a production gateway does not describe itself.
+    docs = {} if not settings.production else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="CareLine gateway", version="0.1.0", lifespan=lifespan, **docs)
     app.state.settings = settings
+    origins = Origins(settings.origins, settings.public_url, settings.public_base_url,
+                      trust_forwarded=settings.trust_forwarded_headers)
+    app.add_middleware(SecurityHeaders, frame_ancestors=settings.origins,
+                       hsts=any((u or "").startswith("https://") for u in (settings.public_url, settings.public_base_url)),
+                       trust_forwarded=settings.trust_forwarded_headers)
     if settings.sms_enabled:
         from channels.sms import make_router
         app.include_router(make_router(lambda: app.state.sms, settings))
 
     @app.exception_handler(CareLineError)
     async def _careline_error(_request: Request, exc: CareLineError) -> JSONResponse:
-        return JSONResponse(error_body(exc), status_code=exc.status_code)
+        return JSONResponse(error_body(exc), status_code=exc.status_code, headers=error_headers(exc))
+
+    async def limit(state, scope: str, identity: str) -> None:
+        await state.limits.check(scope, identity)
 
     # --- health ----------------------------------------------------------------------------
     @app.get("/healthz")
@@ -137,8 +181,14 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
             supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(supplied.encode(), settings.api_token.encode()):
                 raise Unauthorized("a valid bearer token is required")
+        # JSON only: a cross-site form or text/plain POST (no CORS preflight) is refused before it is read
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise UnsupportedMediaType("Content-Type must be application/json")
+        state = request.app.state
+        await limit(state, "client", state.gateway.key_for("ip", client_ip(request, settings.trust_forwarded_headers)))
+        raw = await read_body_capped(request, settings.max_body_bytes)
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             raise InvalidMessage("body must be JSON: {\"conversation_id\": \"...\", \"text\": \"...\"}")
         if not isinstance(body, dict):
@@ -154,6 +204,7 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         render = body.get("render", "web")
         if render not in ("web", "sms"):
             raise InvalidMessage("render must be \"web\" or \"sms\"")
+        await limit(state, "conversation", state.gateway.key_for("api", conversation_id))
         result = await request.app.state.gateway.handle(
             InboundMessage("api", conversation_id, body["text"], message_id, {"format": render}))
         return JSONResponse({"conversation_id": conversation_id, "owner": result.owner.value,
@@ -171,14 +222,26 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
 
     @app.websocket("/ws")
     async def web_socket(ws: WebSocket) -> None:
+        # Cross-site WebSocket hijacking: only our own pages and the configured embedding sites.
+        if not origins.permits(ws.headers.get("origin"), ws.scope):
+            log.warning("websocket refused: origin not allowed")
+            await ws.close(code=1008)
+            return
         await ws.accept()
-        gateway: Gateway = ws.app.state.gateway
-        store: ConversationStore = ws.app.state.store
+        state = ws.app.state
+        gateway: Gateway = state.gateway
+        store: ConversationStore = state.store
+        client = gateway.key_for("ip", client_ip(ws, settings.trust_forwarded_headers))
         token: str | None = None
         try:
             while True:
+                frame = await ws.receive_text()
+                if len(frame.encode("utf-8")) > settings.max_ws_frame_bytes:
+                    await ws.send_json({"type": "error", "error": "frame_too_large",
+                                        "detail": f"frames must be at most {settings.max_ws_frame_bytes} bytes"})
+                    continue
                 try:
-                    data = json.loads(await ws.receive_text())
+                    data = json.loads(frame)
                 except ValueError:
                     data = None
                 if not isinstance(data, dict):
@@ -187,35 +250,55 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
                     continue
                 kind = data.get("type")
                 if kind == "hello":
-                    asked = data.get("conversation_token")
-                    token = asked if isinstance(asked, str) and WEB_TOKEN.match(asked) else secrets.token_urlsafe(24)
-                    key = gateway.key_for("web", token)
-                    history = [{"role": m["role"], "text": m["text"], "buttons": m.get("buttons", [])}
-                               for m in await store.transcript(key)]
-                    owner = await store.owner(key)
-                    await ws.send_json({"type": "session", "conversation_token": token, "history": history,
-                                        "owner": owner.value if owner else "bot"})
+                    token = await _web_session(ws, store, gateway, data.get("conversation_token"))
                 elif kind == "message":
-                    client_id = data.get("client_message_id")
-                    if token is None:
-                        await ws.send_json({"type": "error", "error": "no_session", "client_message_id": client_id,
-                                            "detail": "send a hello frame first"})
-                        continue
-                    try:
-                        if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 128):
-                            raise InvalidMessage("client_message_id must be a short string")
-                        result = await gateway.handle(InboundMessage("web", token, data.get("text"), client_id))
-                    except CareLineError as exc:
-                        await ws.send_json({"type": "error", "client_message_id": client_id, **error_body(exc)})
-                        continue
-                    await ws.send_json({"type": "ack", "client_message_id": client_id,
-                                        "owner": result.owner.value})
-                    for m in result.replies:
-                        await ws.send_json({"type": "message", "role": m.role, **m.to_dict()})
+                    await _web_message(ws, state, gateway, client, token, data)
                 else:
                     await ws.send_json({"type": "error", "error": "invalid_message",
                                         "detail": "type must be hello or message"})
         except WebSocketDisconnect:
             return
+
+    async def _web_session(ws: WebSocket, store: ConversationStore, gateway: Gateway, asked: Any) -> str | None:
+        """Resume the conversation of a token this server issued, or issue a new one. A token the
+        server did not issue (invented, expired, erased) is refused and a new conversation begins."""
+        try:
+            known = isinstance(asked, str) and bool(WEB_TOKEN.match(asked)) and await store.web_token_issued(asked)
+            token = asked if known else await store.issue_web_token()
+            key = gateway.key_for("web", token)
+            history = [{"role": m["role"], "text": m["text"], "buttons": m.get("buttons", [])}
+                       for m in await store.transcript(key)] if known else []
+            owner = (await store.owner(key) if known else None)
+        except Exception as exc:  # Redis down: say so, keep the socket open, the widget retries
+            log.error("web session unavailable error=%s", type(exc).__name__)
+            await ws.send_json({"type": "error", "error": StoreUnavailable.code, "detail": StoreUnavailable.patient_message})
+            await ws.send_json({"type": "message", "role": "system", "text": StoreUnavailable.patient_message,
+                                "buttons": []})
+            return None
+        await ws.send_json({"type": "session", "conversation_token": token, "history": history,
+                            "owner": owner.value if owner else "bot", "token_refused": bool(asked) and not known})
+        return token
+
+    async def _web_message(ws: WebSocket, state, gateway: Gateway, client: str, token: str | None, data: dict) -> None:
+        client_id = data.get("client_message_id")
+        if token is None:
+            await ws.send_json({"type": "error", "error": "no_session", "client_message_id": client_id,
+                                "detail": "send a hello frame first"})
+            return
+        try:
+            if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 128):
+                raise InvalidMessage("client_message_id must be a short string")
+            await limit(state, "client", client)
+            await limit(state, "conversation", gateway.key_for("web", token))
+            result = await gateway.handle(InboundMessage("web", token, data.get("text"), client_id))
+        except CareLineError as exc:
+            await ws.send_json({"type": "error", "client_message_id": client_id, **error_body(exc),
+                                **({"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {})})
+            for m in error_body(exc).get("messages", []):
+                await ws.send_json({"type": "message", "role": "system", **m})
+            return
+        await ws.send_json({"type": "ack", "client_message_id": client_id, "owner": result.owner.value})
+        for m in result.replies:
+            await ws.send_json({"type": "message", "role": m.role, **m.to_dict()})
 
     return app

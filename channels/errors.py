@@ -62,6 +62,10 @@ class IdempotencyConflict(CareLineError):
     code = "idempotency_conflict"
     patient_message = "This message id was already used for a different message."
 
+    def __init__(self, detail: str | None = None, replies: list | None = None):
+        super().__init__(detail)
+        self.replies = replies or []   # the safety screen's reply when the new message was flagged
+
 
 class RateLimited(CareLineError):
     status_code = 429

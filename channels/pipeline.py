@@ -1,23 +1,30 @@
-"""The gateway pipeline: normalise → dedupe → safety screen → route by owner → Rasa → replies.
+"""The gateway pipeline: normalise → safety screen → state (owner, dedupe) → route by owner →
+Rasa → replies.
 
-Channels verify their own requests (signatures, tokens) before calling `Gateway.handle`, and
-deliver the returned replies through their outbound adapter.
+The screen runs first and needs no state: when Redis or SQL fail or hang, a flagged message still
+gets its emergency reply and any other message gets StoreUnavailable (the emergency numbers and
+"try again"), never silence. Channels verify their own requests (signatures, tokens) before
+calling `Gateway.handle`, and deliver the returned replies through their outbound adapter.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from channels.errors import DuplicateInProgress, InvalidMessage, MessageTooLong, UpstreamUnavailable
+from redis.exceptions import RedisError
+
+from channels.errors import (DuplicateInProgress, IdempotencyConflict, InvalidMessage, MessageTooLong,
+                             StoreUnavailable, UpstreamUnavailable)
 from channels.messages import InboundMessage, OutboundMessage
 from channels.pseudonym import conversation_key
 from channels.rasa_client import RasaClient
 from channels.safety import RedFlagScreen, SafetyScreen, ScreenResult
-from channels.store import ConversationStore, Owner
+from channels.store import ConversationStore, Owner, digest
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,9 @@ FAIL_CLOSED_MESSAGE = OutboundMessage(
 SCREEN_FAILED_MESSAGE = OutboundMessage(
     f"Sorry, I couldn't check your message safely, so I've passed it to our staff. {EMERGENCY_LINE}",
     role="system")
+
+# Failures of the state stores (Redis, with its timeouts; the OS under them).
+STATE_ERRORS = (RedisError, OSError, TimeoutError)
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t]+")
@@ -55,62 +65,102 @@ class HandleResult:
     owner: Owner
     replies: list[OutboundMessage]
     duplicate: bool = False
+    degraded: bool = False   # the state stores were down: an emergency reply without state
 
 
 class Gateway:
     def __init__(self, store: ConversationStore, rasa: RasaClient, secret: str,
-                 screen: SafetyScreen | None = None, max_message_chars: int = 2000, audit=None):
+                 screen: SafetyScreen | None = None, max_message_chars: int = 2000, audit=None, cipher=None):
         self.store = store
         self.rasa = rasa
         self.secret = secret
-        self.screen = screen if screen is not None else RedFlagScreen()
+        self.screener = screen if screen is not None else RedFlagScreen()
         self.max_message_chars = max_message_chars
         self.audit = audit
+        self.cipher = cipher   # encrypts the one address kept at rest: an SMS number, needed to reply
 
     def key_for(self, channel: str, address: str) -> str:
         return conversation_key(self.secret, channel, address)
+
+    async def screen(self, message: InboundMessage) -> ScreenResult | None:
+        """The safety screen alone, for a channel that cannot reach the state stores. Never raises."""
+        return await self._screen(self.key_for(message.channel, message.address), message)
 
     async def handle(self, message: InboundMessage) -> HandleResult:
         text = normalise_text(message.text, self.max_message_chars)
         message = InboundMessage(message.channel, message.address, text, message.message_id, message.metadata)
         key = self.key_for(message.channel, message.address)
-        owner = await self.store.ensure(key, message.channel, message.address)
-
-        if message.message_id:
-            claimed, previous = await self.store.claim(key, message.message_id)
-            if not claimed:
-                if previous is None:
-                    raise DuplicateInProgress()
-                log.info("duplicate conversation=%s replayed=%d", key, len(previous))
-                return HandleResult(key, owner, previous, duplicate=True)
+        result = await self._screen(key, message)
         try:
-            replies, owner = await self._process(key, owner, message)
+            return await self._handle_with_state(key, message, result)
+        except STATE_ERRORS as exc:
+            log.error("state store unavailable conversation=%s error=%s", key, type(exc).__name__)
+            if result is not None and result.escalate:
+                await self._audit(key, message, result, None, None)
+                return HandleResult(key, Owner.WAITING_FOR_STAFF, list(result.replies), degraded=True)
+            raise StoreUnavailable() from exc
+
+    def _address_at_rest(self, message: InboundMessage) -> str | None:
+        if message.channel == "sms" and self.cipher is not None:
+            return self.cipher.encrypt(message.address)
+        return None
+
+    async def _handle_with_state(self, key: str, message: InboundMessage,
+                                 result: ScreenResult | None) -> HandleResult:
+        owner = await self.store.ensure(key, message.channel, self._address_at_rest(message))
+        text_digest = digest(message.text)
+        if message.message_id:
+            claim = await self.store.claim(key, message.message_id, text_digest)
+            if claim.conflict:
+                # The key was first used for another message. This one is still screened and acted on.
+                log.warning("idempotency conflict conversation=%s", key)
+                flagged = result is not None and result.escalate
+                if flagged:
+                    await self.store.append(key, "user", text=message.text)
+                    owner = await self._act_on_screen(key, owner, message, result)
+                    await self.store.append(key, "system", list(result.replies))
+                raise IdempotencyConflict(replies=list(result.replies) if flagged else [])
+            if not claim.claimed:
+                if claim.previous is None:
+                    raise DuplicateInProgress()
+                log.info("duplicate conversation=%s replayed=%d", key, len(claim.previous))
+                return HandleResult(key, owner, claim.previous, duplicate=True)
+        try:
+            replies, owner = await self._process(key, owner, message, result)
         except BaseException:
             if message.message_id:
-                await self.store.release(key, message.message_id)
+                try:
+                    await self.store.release(key, message.message_id)
+                except STATE_ERRORS:
+                    log.error("idempotency claim not released conversation=%s", key)
             raise
         if message.message_id:
-            await self.store.complete(key, message.message_id, replies)
+            await self.store.complete(key, message.message_id, text_digest, replies)
         return HandleResult(key, owner, replies)
 
-    async def _process(self, key: str, owner: Owner, message: InboundMessage) -> tuple[list[OutboundMessage], Owner]:
-        await self.store.append(key, "user", text=message.text)
+    async def _act_on_screen(self, key: str, owner: Owner, message: InboundMessage, result: ScreenResult) -> Owner:
+        """A flagged message: the conversation goes to staff at top priority (or, if staff own it,
+        they are alerted), and the audit trail records it."""
+        before = owner
+        if result.escalate:
+            reason = f"safety:{result.rule}"
+            if owner is Owner.STAFF:  # staff keep the conversation; it is flagged to them at top priority
+                await self.store.flag(key, priority=result.outcome, reason=reason)
+            else:
+                owner = Owner.WAITING_FOR_STAFF
+                await self.store.set_owner(key, owner, reason=reason, priority=result.outcome,
+                                           summary={"reason": reason, "outcome": result.outcome,
+                                                    "category": result.category, "rules": list(result.rules)})
+            log.warning("safety screen hit conversation=%s outcome=%s rules=%s", key, result.outcome, result.rule)
+        await self._audit(key, message, result, before, owner)
+        return owner
 
-        result = await self._screen(key, message)
+    async def _process(self, key: str, owner: Owner, message: InboundMessage,
+                       result: ScreenResult | None) -> tuple[list[OutboundMessage], Owner]:
+        await self.store.append(key, "user", text=message.text)
         notices: list[OutboundMessage] = []
         if result is not None:
-            before = owner
-            if result.escalate:
-                reason = f"safety:{result.rule}"
-                if owner is Owner.STAFF:  # staff keep the conversation; it is flagged to them at top priority
-                    await self.store.flag(key, priority=result.outcome, reason=reason)
-                else:
-                    owner = Owner.WAITING_FOR_STAFF
-                    await self.store.set_owner(key, owner, reason=reason, priority=result.outcome,
-                                               summary={"reason": reason, "outcome": result.outcome,
-                                                        "category": result.category, "rules": list(result.rules)})
-                log.warning("safety screen hit conversation=%s outcome=%s rules=%s", key, result.outcome, result.rule)
-            await self._audit(key, message, result, before, owner)
+            owner = await self._act_on_screen(key, owner, message, result)
             if not result.proceed:
                 await self.store.append(key, "system", list(result.replies))
                 return list(result.replies), owner
@@ -121,15 +171,20 @@ class Gateway:
             await self.store.append(key, "system", notices)
         return replies + notices, owner
 
-    async def _audit(self, key: str, message: InboundMessage, result: ScreenResult, before: Owner, after: Owner) -> None:
+    async def _audit(self, key: str, message: InboundMessage, result: ScreenResult,
+                     before: Owner | None, after: Owner | None) -> None:
+        """`before`/`after` None: the state stores were down, the emergency reply went out without state."""
         if self.audit is None:
             return
         action = ("advised" if not result.escalate else
+                  "replied_store_down" if after is None else
                   "flagged_to_staff" if after is Owner.STAFF else "escalated")
         try:
-            await self.audit.record(conversation=key, channel=message.channel, outcome=result.outcome,
-                                    category=result.category, rules=list(result.rules) or [result.rule],
-                                    owner_before=before.value, owner_after=after.value, action=action)
+            # bounded: a hanging SQL server must not hold up the patient's emergency message
+            await asyncio.wait_for(self.audit.record(
+                conversation=key, channel=message.channel, outcome=result.outcome, category=result.category,
+                rules=list(result.rules) or [result.rule], owner_before=before.value if before else "unknown",
+                owner_after=after.value if after else "unknown", action=action), timeout=3.0)
         except Exception:  # the patient's safety message must go out even if the audit store is down
             log.exception("safety audit write failed conversation=%s", key)
 
@@ -151,22 +206,33 @@ class Gateway:
             reply = await self.rasa.send(key, message.text, {"channel": message.channel, **message.metadata})
         except UpstreamUnavailable:
             log.error("rasa unavailable conversation=%s: failing closed to staff", key)
-            owner = Owner.WAITING_FOR_STAFF
-            await self.store.set_owner(key, owner, reason="assistant_unavailable")
-            await self.store.append(key, "system", [FAIL_CLOSED_MESSAGE])
-            return [FAIL_CLOSED_MESSAGE], owner
+            return await self._fail_closed(key, "assistant_unavailable")
+        if not reply.messages and not reply.controls:
+            # Rasa answered but said nothing (the action server is down, an action failed): a patient
+            # must never be left in silence.
+            log.error("assistant gave no reply conversation=%s: failing closed to staff", key)
+            return await self._fail_closed(key, "assistant_silent")
 
         for control in reply.controls:
             owner = await self._apply_control(key, owner, control)
-        await self.store.append(key, "bot", reply.messages)
-        log.info("answered conversation=%s replies=%d owner=%s", key, len(reply.messages), owner.value)
-        return reply.messages, owner
+        messages = reply.messages
+        if not messages and owner is Owner.WAITING_FOR_STAFF:
+            messages = [HOLDING_MESSAGE]
+        await self.store.append(key, "bot", messages)
+        log.info("answered conversation=%s replies=%d owner=%s", key, len(messages), owner.value)
+        return messages, owner
+
+    async def _fail_closed(self, key: str, reason: str) -> tuple[list[OutboundMessage], Owner]:
+        owner = Owner.WAITING_FOR_STAFF
+        await self.store.set_owner(key, owner, reason=reason)
+        await self.store.append(key, "system", [FAIL_CLOSED_MESSAGE])
+        return [FAIL_CLOSED_MESSAGE], owner
 
     async def _screen(self, key: str, message: InboundMessage) -> ScreenResult | None:
         try:
-            return await self.screen.screen(message)
-        except Exception:  # fail closed: a broken screen must never let a message through unchecked
-            log.exception("safety screen failed conversation=%s", key)
+            return await self.screener.screen(message)
+        except Exception as exc:  # fail closed: a message that was not screened is never let through
+            log.error("safety screen failed conversation=%s error=%s", key, type(exc).__name__)
             return ScreenResult(rule="screen_error", replies=(SCREEN_FAILED_MESSAGE,), escalate=True,
                                 outcome="screen_error")
 

@@ -9,10 +9,18 @@ call 911" added. A screen that raises fails closed (see pipeline).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from channels.messages import InboundMessage, OutboundMessage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,23 @@ def render_channel(message: InboundMessage) -> str:
     return "sms" if "sms" in (message.channel, message.metadata.get("format")) else "web"
 
 
+def screen_text(rules, text: str, channel: str) -> ScreenResult | None:
+    """The red-flag rules' decision on one message, as the gateway acts on it."""
+    screening = rules.screen(text)
+    if screening.outcome is None:
+        return None
+    reply = (OutboundMessage(rules.message(screening, channel), role="system"),)
+    category = screening.category.name if screening.category else ""
+    if screening.outcome == "advise":
+        return ScreenResult(rule=f"advise:{category}", replies=reply, escalate=False, proceed=True,
+                            outcome="advise", category=category, rules=tuple(screening.rules))
+    return ScreenResult(rule=",".join(screening.rules), replies=reply, escalate=True, outcome=screening.outcome,
+                        category=category, rules=tuple(screening.rules))
+
+
 class RedFlagScreen:
+    """The rules in this process: for evaluations, tests and tools. The gateway uses IsolatedScreen."""
+
     def __init__(self, rules=None):
         if rules is None:
             from knowledge.redflags import default_rules
@@ -49,14 +73,80 @@ class RedFlagScreen:
         self.rules = rules
 
     async def screen(self, message: InboundMessage) -> ScreenResult | None:
-        screening = self.rules.screen(message.text)
-        if screening.outcome is None:
-            return None
-        text = self.rules.message(screening, render_channel(message))
-        category = screening.category.name if screening.category else ""
-        if screening.outcome == "advise":
-            return ScreenResult(rule=f"advise:{category}", replies=(OutboundMessage(text, role="system"),),
-                                escalate=False, proceed=True, outcome="advise", category=category,
-                                rules=tuple(screening.rules))
-        return ScreenResult(rule=",".join(screening.rules), replies=(OutboundMessage(text, role="system"),),
-                            escalate=True, outcome=screening.outcome, category=category, rules=tuple(screening.rules))
+        return screen_text(self.rules, message.text, render_channel(message))
+
+
+class ScreenTimeout(Exception):
+    """The screen did not decide within its deadline."""
+
+
+# --- the screen in worker processes ------------------------------------------------------------
+_worker_rules = None
+
+
+def _load_worker_rules() -> None:
+    global _worker_rules
+    from knowledge.redflags import default_rules
+    _worker_rules = default_rules()
+
+
+def worker_screen(text: str, channel: str) -> ScreenResult | None:
+    return screen_text(_worker_rules, text, channel)
+
+
+class IsolatedScreen:
+    """The red-flag screen in worker processes with a deadline per message. The rules run in linear
+    time by construction (knowledge.safe_regex); this is the second wall: a message that still
+    takes too long fails closed (the caller escalates it) and its worker is killed and replaced,
+    while the event loop and every other conversation go on. `work` is the function the workers
+    run (module-level, picklable); tests pass a slow one."""
+
+    def __init__(self, workers: int = 2, timeout: float = 2.0,
+                 work: Callable[[str, str], ScreenResult | None] = worker_screen,
+                 initializer: Callable[[], None] | None = _load_worker_rules):
+        self.workers = workers
+        self.timeout = timeout
+        self.work = work
+        self.initializer = initializer
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+        self.recycled = 0
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn: a fresh interpreter, not a fork of the gateway's event loop and threads
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=self.initializer)
+
+    async def warm_up(self) -> None:
+        """Start every worker and load the rules before the first patient message."""
+        await asyncio.gather(*(self._run("warm up", "web", 120.0) for _ in range(self.workers)))
+
+    async def screen(self, message: InboundMessage) -> ScreenResult | None:
+        try:
+            return await self._run(message.text, render_channel(message), self.timeout)
+        except BrokenProcessPool:
+            # a worker was killed for another message's overrun: once more on the new pool
+            return await self._run(message.text, render_channel(message), self.timeout)
+
+    async def _run(self, text: str, channel: str, timeout: float) -> ScreenResult | None:
+        pool = self._pool
+        future = pool.submit(self.work, text, channel)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except TimeoutError:
+            self._recycle(pool)
+            raise ScreenTimeout(f"no decision within {timeout:.1f}s") from None
+
+    def _recycle(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if pool is not self._pool:
+                return
+            self._pool = self._new_pool()
+            self.recycled += 1
+        log.error("safety screen worker overran its deadline: workers replaced")
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

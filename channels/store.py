@@ -1,17 +1,27 @@
 """Conversation state in Redis: owner, transcript, idempotency keys and the staff queue.
 
-Keys (prefix `careline` by default):
-  {p}:conv:{key}        hash: channel, address, owner, reason, updated_at
-  {p}:transcript:{key}  list of JSON {role, text, buttons, ts}, capped and expiring
-  {p}:dedupe:{key}:{id} "pending" or the JSON replies of a handled message
+Keys (prefix `careline` by default); `key` is the conversation's pseudonym (channels.pseudonym):
+  {p}:conv:{key}        hash: channel, owner, reason, priority, summary, created_at, updated_at, and for
+                        SMS only address_enc (the number, encrypted: it is needed to reply). No raw
+                        address or web token is kept.
+  {p}:transcript:{key}  list of JSON {role, text, buttons, ts}, capped
+  {p}:dedupe:{key}:{id} the message's digest while pending, then JSON {digest, replies}
+  {p}:webtoken:{sha256} a web chat token the server issued (only its hash is kept)
+  {p}:retention         sorted set: conversation → time of its first message (the retention sweep)
   {p}:staff:queue       stream of hand-offs {conversation, reason, priority, ts}: ids only, no text
   {p}:staff:waiting     sorted set of conversations waiting for staff, most urgent first
+
+Retention: the conversation hash and transcript expire `retention` seconds after the first
+message, and no later message extends that; the staff queue stream drops older entries as it grows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -37,27 +47,67 @@ def _score(priority: str, now: float) -> float:
     return PRIORITY_RANK.get(priority, 2) * 1e10 + now
 
 
+def digest(text: str) -> str:
+    """What an idempotency key is bound to: the message it first carried."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# First sight: created_at, owner and channel once, an expiry that later messages never extend, and
+# an entry in the retention index. The encrypted address (SMS) is refreshed on every message.
+_ENSURE = """
+local ck, rk = KEYS[1], KEYS[2]
+if redis.call('HSETNX', ck, 'created_at', ARGV[1]) == 1 then
+  redis.call('HSET', ck, 'owner', 'bot', 'channel', ARGV[3])
+  redis.call('EXPIRE', ck, tonumber(ARGV[2]))
+  redis.call('ZADD', rk, ARGV[1], ARGV[5])
+end
+if ARGV[4] ~= '' then redis.call('HSET', ck, 'address_enc', ARGV[4]) end
+return redis.call('HGET', ck, 'owner')
+"""
+
+# Append to a transcript that expires with its conversation (retention counted from the first message).
+_APPEND = """
+local tk, ck = KEYS[1], KEYS[2]
+redis.call('RPUSH', tk, unpack(ARGV, 4))
+redis.call('LTRIM', tk, -tonumber(ARGV[1]), -1)
+local created = tonumber(redis.call('HGET', ck, 'created_at') or ARGV[3])
+redis.call('EXPIREAT', tk, math.floor(created + tonumber(ARGV[2])))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    claimed: bool
+    previous: list[OutboundMessage] | None = None   # replies of a message already handled
+    conflict: bool = False                          # the id was first used for another message
+
+
 class ConversationStore:
-    def __init__(self, redis: Redis, prefix: str = "careline", transcript_ttl: int = 7 * 24 * 3600,
+    def __init__(self, redis: Redis, prefix: str = "careline", retention: int = 30 * 24 * 3600,
                  transcript_max: int = 500, dedupe_ttl: int = 24 * 3600):
         self.redis = redis
         self.prefix = prefix
-        self.transcript_ttl = transcript_ttl
+        self.retention = retention
         self.transcript_max = transcript_max
         self.dedupe_ttl = dedupe_ttl
+        self._ensure = redis.register_script(_ENSURE)
+        self._append = redis.register_script(_APPEND)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
     # --- ownership -------------------------------------------------------------------------
-    async def ensure(self, key: str, channel: str, address: str) -> Owner:
-        """Register a conversation on first sight and return its owner."""
-        ck = self._k("conv", key)
-        await self.redis.hsetnx(ck, "owner", Owner.BOT.value)
-        await self.redis.hset(ck, mapping={"channel": channel, "address": address})
-        await self.redis.hsetnx(ck, "created_at", str(time.time()))
-        owner = await self.redis.hget(ck, "owner")
-        return Owner(owner.decode() if isinstance(owner, bytes) else owner)
+    async def ensure(self, key: str, channel: str, address_enc: str | None = None) -> Owner:
+        """Register a conversation on first sight and return its owner. `address_enc` is kept only
+        where the address is needed to reply (SMS), and only encrypted."""
+        owner = await self._ensure(keys=[self._k("conv", key), self._k("retention")],
+                                   args=[repr(time.time()), self.retention, channel, address_enc or "", key])
+        return Owner(_s(owner))
 
     async def owner(self, key: str) -> Owner | None:
         value = await self.redis.hget(self._k("conv", key), "owner")
@@ -88,12 +138,16 @@ class ConversationStore:
             if owner is Owner.WAITING_FOR_STAFF:
                 pipe.xadd(self._k("staff", "queue"),
                           {"conversation": key, "reason": reason or "", "priority": priority, "ts": str(now)},
-                          maxlen=100_000, approximate=True)
+                          minid=self._oldest_kept_id(now), approximate=True)
                 pipe.zadd(self._k("staff", "waiting"), {key: _score(priority, now)})
             else:
                 pipe.zrem(self._k("staff", "waiting"), key)
                 pipe.hdel(self._k("conv", key), "priority")
             await pipe.execute()
+
+    def _oldest_kept_id(self, now: float) -> str:
+        """Stream ids are millisecond times: entries older than the retention are trimmed."""
+        return str(int((now - self.retention) * 1000))
 
     async def flag(self, key: str, priority: str, reason: str) -> None:
         """Alert staff who already own a conversation (a red flag while talking to a person)."""
@@ -102,7 +156,7 @@ class ConversationStore:
             pipe.hset(self._k("conv", key), mapping={"alert": reason, "alert_priority": priority, "updated_at": str(now)})
             pipe.xadd(self._k("staff", "queue"),
                       {"conversation": key, "reason": reason, "priority": priority, "ts": str(now), "alert": "1"},
-                      maxlen=100_000, approximate=True)
+                      minid=self._oldest_kept_id(now), approximate=True)
             await pipe.execute()
 
     async def waiting_for_staff(self, count: int = 100) -> list[str]:
@@ -124,36 +178,47 @@ class ConversationStore:
             items.append(json.dumps({**m.to_dict(), "role": m.role, "ts": now}))
         if not items:
             return
-        tk = self._k("transcript", key)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(tk, *items)
-            pipe.ltrim(tk, -self.transcript_max, -1)
-            pipe.expire(tk, self.transcript_ttl)
-            pipe.expire(self._k("conv", key), self.transcript_ttl)
-            await pipe.execute()
+        await self._append(keys=[self._k("transcript", key), self._k("conv", key)],
+                           args=[self.transcript_max, self.retention, repr(now), *items])
 
     async def transcript(self, key: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in await self.redis.lrange(self._k("transcript", key), 0, -1)]
 
     # --- idempotency -----------------------------------------------------------------------
-    async def claim(self, key: str, message_id: str) -> tuple[bool, list[OutboundMessage] | None]:
-        """Claim a message id. Returns (claimed, previous replies if it was handled already)."""
+    async def claim(self, key: str, message_id: str, text_digest: str) -> Claim:
+        """Claim a message id for the message with this digest. A second claim of the same id for
+        the same message finds it pending or its replies; for another message, a conflict."""
         dk = self._k("dedupe", key, message_id)
-        if await self.redis.set(dk, PENDING, nx=True, ex=self.dedupe_ttl):
-            return True, None
+        if await self.redis.set(dk, f"{PENDING}:{text_digest}", nx=True, ex=self.dedupe_ttl):
+            return Claim(True)
         value = await self.redis.get(dk)
         value = _s(value) if value is not None else None
-        if value is None or value == PENDING:
-            return False, None
-        return False, [OutboundMessage.from_dict(m) for m in json.loads(value)]
+        if value is None:  # expired or released between the two calls: claim again
+            return await self.claim(key, message_id, text_digest)
+        if value.startswith(PENDING + ":"):
+            return Claim(False, conflict=value != f"{PENDING}:{text_digest}")
+        stored = json.loads(value)
+        if stored.get("digest") != text_digest:
+            return Claim(False, conflict=True)
+        return Claim(False, previous=[OutboundMessage.from_dict(m) for m in stored["replies"]])
 
-    async def complete(self, key: str, message_id: str, replies: list[OutboundMessage]) -> None:
-        data = json.dumps([{**m.to_dict(), "role": m.role} for m in replies])
+    async def complete(self, key: str, message_id: str, text_digest: str, replies: list[OutboundMessage]) -> None:
+        data = json.dumps({"digest": text_digest, "replies": [{**m.to_dict(), "role": m.role} for m in replies]})
         await self.redis.set(self._k("dedupe", key, message_id), data, ex=self.dedupe_ttl)
 
     async def release(self, key: str, message_id: str) -> None:
         """Forget a claim whose handling failed, so the channel's retry is processed."""
         await self.redis.delete(self._k("dedupe", key, message_id))
+
+    # --- web chat tokens ---------------------------------------------------------------------
+    async def issue_web_token(self) -> str:
+        """A new random web chat token; only its hash is kept, for as long as the retention."""
+        token = secrets.token_urlsafe(32)
+        await self.redis.set(self._k("webtoken", token_hash(token)), "1", ex=self.retention)
+        return token
+
+    async def web_token_issued(self, token: str) -> bool:
+        return bool(await self.redis.exists(self._k("webtoken", token_hash(token))))
 
 
 def _s(value: Any) -> Any:
