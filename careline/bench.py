@@ -47,7 +47,9 @@ def main() -> None:
     root = find_root()
     n = int(os.environ.get("BENCH_N", "60"))
     stack = Stack(root, gateway_port=int(os.environ.get("BENCH_PORT", "0")) or free_port(),
-                  redis_url=os.environ.get("REDIS_URL") or None)
+                  redis_url=os.environ.get("REDIS_URL") or None,
+                  # the benchmark is one client sending as fast as it can: it measures turns, not limits
+                  extra_env={"RATE_LIMIT_CLIENT": "1000000/minute", "RATE_LIMIT_CONVERSATION": "1000000/minute"})
     t0 = time.perf_counter()
     stack.start()
     stack.wait_ready(60)

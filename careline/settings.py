@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # Rate limits in the `limits` notation ("20/minute", "5/second;100/hour"), shared through Redis:
     # per conversation, and per client (IP address, or API token).
     rate_limit_conversation: str = "20/minute"
-    rate_limit_client: str = "120/minute"
+    rate_limit_client: str = "300/minute"
     # Every Redis call gives up after this long (the patient then gets the emergency numbers).
     redis_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     # The safety screen's deadline per message, and its worker processes.
