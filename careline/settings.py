@@ -90,7 +90,6 @@ class Settings(BaseSettings):
     # python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'
     data_encryption_key: str = Field(default="", repr=False)
 
-    transcript_ttl_seconds: int = 7 * 24 * 3600
     transcript_max_items: int = 500
     dedupe_ttl_seconds: int = 24 * 3600
     rasa_timeout_seconds: float = 30.0

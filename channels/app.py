@@ -168,11 +168,21 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
             except httpx.HTTPError:
                 return False
 
-        r, a, s = await asyncio.gather(redis_ok(), state.rasa.ready(), actions_ok())
-        checks = {"redis": r, "rasa": a, "action_server": s}
+        async def screen_ok() -> bool:
+            try:
+                await state.screen.screen(InboundMessage("web", "readyz", "readiness check"))
+                return True
+            except Exception:
+                return False
+
+        r, a, s, sc = await asyncio.gather(redis_ok(), state.rasa.ready(), actions_ok(), screen_ok())
+        checks = {"redis": r, "rasa": a, "action_server": s, "safety_screen": sc}
+        body: dict[str, Any] = {"checks": checks}
+        if state.sms is not None and hasattr(state.sms, "health"):
+            body["sms"] = sms = state.sms.health()
+            checks["sms_workers"] = bool(sms.get("ok", True))
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse({"status": "ready" if ok else "not_ready", **body}, status_code=200 if ok else 503)
 
     # --- JSON API --------------------------------------------------------------------------
     @app.post("/api/messages")

@@ -63,7 +63,15 @@ def twilio():
 
 
 @pytest.fixture(scope="session")
-def stack(redis_url, tmp_path_factory, twilio):
+def embedding_site_port() -> int:
+    """The port of a clinic's website that embeds the widget (the browser tests serve it)."""
+    from careline.supervisor import free_port
+
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url, tmp_path_factory, twilio, embedding_site_port):
     """The whole assistant, running: Redis, action server, Rasa, gateway (with SMS via the stand-in)."""
     from careline.supervisor import Stack, free_port
 
@@ -73,8 +81,9 @@ def stack(redis_url, tmp_path_factory, twilio):
         "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
         "TWILIO_PHONE_NUMBER": twilio.phone_number, "TWILIO_API_BASE_URL": twilio.base_url,
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        # every test speaks from 127.0.0.1: the per-client limit is tested on the fault stack
-        "RATE_LIMIT_CLIENT": "100000/minute"})
+        # every test speaks from 127.0.0.1 (tests/security/test_ratelimit.py tests the per-client limit)
+        "RATE_LIMIT_CLIENT": "100000/minute",
+        "ALLOWED_ORIGINS": f"http://127.0.0.1:{embedding_site_port}"})
     try:
         s.start()
         s.wait_ready(60)

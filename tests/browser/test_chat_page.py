@@ -164,7 +164,7 @@ def test_keyboard_and_labels(stack, page: Page):
 
 
 @pytest.fixture
-def clinic_site(stack) -> Iterator[str]:
+def clinic_site(stack, embedding_site_port: int) -> Iterator[str]:
     """demo-embed.html, pointed at the stack's gateway, served from another origin.
 
     A real loopback server rather than `page.route`: Chromium's local-network-access checks block
@@ -185,7 +185,8 @@ def clinic_site(stack) -> Iterator[str]:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # the port of the origin the stack lists in ALLOWED_ORIGINS (tests/conftest.py)
+    server = ThreadingHTTPServer(("127.0.0.1", embedding_site_port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
@@ -261,7 +262,7 @@ class FlakyLink:
                 return
             if frame.get("type") == "message" and self.oversize_next_message:
                 self.oversize_next_message = False
-                raw = json.dumps({**frame, "text": "a" * 50_000})
+                raw = json.dumps({**frame, "text": "a" * 5_000})
             if frame.get("type") == "message" and self.lose_next_message:
                 self.lose_next_message = False
                 cut()
