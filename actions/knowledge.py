@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+
+from actions.blocking import built_once, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ ASK_PHARMACIST = ("This is general information, not advice about your dose: plea
                   "or clinician before starting, stopping or changing a medicine.")
 
 
-@lru_cache(maxsize=1)
+@built_once
 def get_retriever():
     """Built on first use (or by the warm-up action), never at import."""
     from careline.kb import make_retriever
@@ -32,7 +33,7 @@ def get_retriever():
     return make_retriever(root)
 
 
-@lru_cache(maxsize=1)
+@built_once
 def get_generator():
     """Optional LLM generation: None unless LLM_MODEL is set. Built on first use, never at import."""
     from knowledge.generation import make_generator
@@ -55,7 +56,8 @@ def boundary(text: str) -> str | None:
 
 
 def answer_events(text: str, channel: str, focus: str | None) -> tuple[list[dict[str, Any]], list]:
-    """Plain function behind the action: (messages to send, slot events)."""
+    """Plain function behind the action: (messages to send, slot events). Blocking (retrieval, and
+    the LLM call when generation is on): the action runs it in a thread."""
     from knowledge.answer import decide, render
 
     if boundary(text) == "diagnosis":
@@ -100,10 +102,10 @@ class ActionAnswerQuestion(Action):
     def name(self) -> str:
         return "action_answer_question"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
         text = tracker.latest_message.get("text") or ""
         try:
-            messages, events = answer_events(text, channel_of(tracker), tracker.get_slot("kb_focus"))
+            messages, events = await in_thread(answer_events, text, channel_of(tracker), tracker.get_slot("kb_focus"))
         except Exception:  # fail closed: no unchecked answer, the safety line and a person
             log.exception("kb answer failed")
             dispatcher.utter_message(response="utter_kb_unavailable")
@@ -129,13 +131,25 @@ class ActionAnswerMore(Action):
         return [SlotSet("kb_more", rest[1:] or None)]
 
 
+def warm_up() -> None:
+    """Load what the first patient would otherwise wait for: the knowledge base (seconds), the
+    optional model client, and the triage protocols (about a second)."""
+    get_retriever().search("warm up", k=1)
+    get_generator()
+    try:
+        from actions.triage import engine  # here, not at import: actions.triage imports this module
+
+        engine()
+    except Exception:  # triage fails closed on its own when used; the knowledge base is ready
+        log.exception("triage warm-up failed")
+
+
 class ActionKnowledgeWarmUp(Action):
     """Called once by the supervisor after start so the first patient does not wait for loading."""
 
     def name(self) -> str:
         return "action_kb_warmup"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
-        get_retriever().search("warm up", k=1)
-        get_generator()
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+        await in_thread(warm_up)
         return []

@@ -2,7 +2,8 @@
 chief complaint (protocols in knowledge/triage/protocols/), then tells the level of care.
 
 Thin actions: the engine (knowledge/triage_engine.py) decides, knowledge/triage_dialogue.py
-words it. Any failure fails closed: the safety line and a person.
+words it. Any failure fails closed: the safety line and a person. The engine and the knowledge
+base are blocking work: each action runs its body in a thread (actions/blocking.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.blocking import built_once, in_thread
 from actions.knowledge import channel_of
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ ANSWER_SLOT = "triage_answer"
 DONE = "done"
 
 
+@built_once
 def engine():
     from knowledge.triage_engine import default_engine
     return default_engine()
@@ -86,7 +89,10 @@ class ActionAskTriageAnswer(Action):
     def name(self) -> str:
         return "action_ask_triage_answer"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+        return await in_thread(self.ask_next, dispatcher, tracker)
+
+    def ask_next(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list:
         from knowledge.triage_dialogue import TriageState, ask
         try:
             eng = engine()
@@ -115,8 +121,11 @@ class ValidateTriageForm(FormValidationAction):
     def name(self) -> str:
         return "validate_triage_form"
 
-    def validate_triage_answer(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
-                               domain: dict) -> dict[str, Any]:
+    async def validate_triage_answer(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                     domain: dict) -> dict[str, Any]:
+        return await in_thread(self.apply, value, dispatcher, tracker)
+
+    def apply(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
         from knowledge.triage_dialogue import apply_answer
         try:
             eng = engine()
@@ -157,7 +166,10 @@ class ActionTriageOutcome(Action):
     def name(self) -> str:
         return "action_triage_outcome"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+        return await in_thread(self.tell, dispatcher, tracker)
+
+    def tell(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list:
         try:
             state = load_state(tracker)
             if not tracker.get_slot(STATE_SLOT):  # stopped by the patient, or failed already

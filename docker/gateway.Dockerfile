@@ -11,4 +11,5 @@ COPY knowledge ./knowledge
 RUN pip install --no-cache-dir -c requirements/venv.lock .
 USER nobody
 EXPOSE 8000
-CMD ["uvicorn", "channels.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
+# WebSocket frames above MAX_WS_FRAME_BYTES are refused by uvicorn (close 1009) before they are parsed.
+CMD ["sh", "-c", "exec uvicorn channels.app:create_app --factory --host 0.0.0.0 --port 8000 --no-access-log --log-level warning --ws-max-size \"${MAX_WS_FRAME_BYTES:-16384}\""]

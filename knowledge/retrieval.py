@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,10 @@ class Retriever:
         self.vs = vector_store
         self.calibration = calibration or Calibration.load()
         self.candidates = candidates
+        # One search at a time: the embedding model's fast tokenizer is shared state that raises
+        # "Already borrowed" when two threads use it (huggingface/tokenizers#537), and a search is
+        # tens of milliseconds of CPU anyway. Callers must not hold it across slow work (an LLM call).
+        self._lock = threading.Lock()
         if torch_threads:
             _limit_torch_threads(torch_threads)
         self._build_lexical()
@@ -222,9 +227,14 @@ class Retriever:
         return rank(self.scored_candidates(query, context), query_qtypes(query))[:k]
 
     def scored_candidates(self, query: str, context: str | None = None) -> list[Hit]:
-        """Every candidate passage (dense, BM25 and name matches), one per citation, scored."""
+        """Every candidate passage (dense, BM25 and name matches), one per citation, scored.
+        Thread-safe: searches run one at a time."""
         if not self.ids:
             return []
+        with self._lock:
+            return self._scored_candidates(query, context)
+
+    def _scored_candidates(self, query: str, context: str | None) -> list[Hit]:
         names = self._name_scores(query)
         text = query
         if context and max(names.values(), default=0.0) < 0.8:
