@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -43,10 +45,30 @@ def main(argv: list[str] | None = None) -> int:
     se.add_argument("query")
     se.add_argument("-k", type=int, default=5)
 
+    ret = sub.add_parser("retention", help="data retention (RETENTION_DAYS from the first message)")
+    ret_sub = ret.add_subparsers(dest="what", required=True)
+    ret_sub.add_parser("sweep", help="erase every conversation older than the retention (re-runnable; for cron)")
+
+    pat = sub.add_parser("patient", help="one patient's data: export it, or erase it")
+    pat_sub = pat.add_subparsers(dest="what", required=True)
+    for name, text in (("export", "print everything held about a patient as JSON (writes a privacy_audit row)"),
+                       ("erase", "erase a patient's data everywhere but the consent and audit records")):
+        cmd = pat_sub.add_parser(name, help=text)
+        cmd.add_argument("--channel", required=True, choices=["sms", "web", "api"])
+        cmd.add_argument("--address", required=True,
+                         help="sms: the number (+15551234567); web: the chat token; api: the conversation_id")
+        cmd.add_argument("--actor", help="who asked, for the privacy audit (default: your user name)")
+        if name == "export":
+            cmd.add_argument("--output", type=Path, help="write the JSON to this file (mode 0600) instead of stdout")
+        else:
+            cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         root = find_root()
+        if args.command in ("retention", "patient"):
+            return _privacy_command(root, args)
         if args.command == "run":
             from careline.supervisor import run_forever
             return run_forever(root)
@@ -96,6 +118,124 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 2
+
+
+# --- privacy: retention sweep, export, erasure ------------------------------------------------
+EXIT_DECLINED = 1     # erase not confirmed
+EXIT_USAGE = 2        # bad arguments or settings
+EXIT_UNAVAILABLE = 3  # Redis or the database cannot be reached
+
+
+def privacy_settings(root: Path, environ: dict[str, str] | None = None):
+    """The gateway's settings as `make run` gives them to it: CONVERSATION_SECRET and
+    DATA_ENCRYPTION_KEY from the environment, else from var/ (never created here: another secret
+    would give other pseudonyms), else .env. REDIS_URL from the environment or .env, else var/redis_url
+    (written by the stack for its private Redis); it must be set somewhere, so an erasure never runs
+    against the wrong Redis and reports success."""
+    from pydantic import ValidationError
+
+    from careline.settings import Settings
+
+    environ = os.environ if environ is None else environ
+    overrides = {}
+    for name, file in (("conversation_secret", "conversation_secret"), ("data_encryption_key", "data_key")):
+        path = root / "var" / file
+        if name.upper() not in environ and path.exists():
+            overrides[name] = path.read_text().strip()
+    try:
+        settings = Settings(_env_file=root / ".env", **overrides)
+    except ValidationError as exc:
+        raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    if "redis_url" not in settings.model_fields_set:
+        path = root / "var" / "redis_url"
+        if not path.exists():
+            raise ValueError("REDIS_URL is not set: set it to the gateway's Redis (with `make run` and no REDIS_URL, "
+                             "the private Redis's address is in var/redis_url while the stack runs)")
+        settings = settings.model_copy(update={"redis_url": path.read_text().strip()})
+    return settings
+
+
+def _redacted(url: str) -> str:
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def _privacy_command(root: Path, args) -> int:
+    import asyncio
+
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import OperationalError
+
+    from careline.db import default_database_url, make_engine
+    from channels.privacy import Privacy, PrivacyError, normalise_address
+
+    settings = privacy_settings(root)
+    actor = getattr(args, "actor", None) or _user()
+    if args.command == "patient":
+        try:
+            address = normalise_address(args.channel, args.address)
+        except PrivacyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.what == "erase" and not args.yes:
+            from channels.pseudonym import conversation_key
+            key = conversation_key(settings.conversation_secret, args.channel, address)
+            if not sys.stdin.isatty():
+                print("error: refusing to erase without --yes (no terminal to ask on)", file=sys.stderr)
+                return EXIT_USAGE
+            answer = input(f"Erase everything held about this {args.channel} patient (conversation {key}) "
+                           "except the consent and audit records? Type 'erase' to confirm: ")
+            if answer.strip().lower() != "erase":
+                print("not erased", file=sys.stderr)
+                return EXIT_DECLINED
+
+    async def run() -> dict:
+        redis = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
+        engine = make_engine(settings.database_url or default_database_url(root))
+        try:
+            await redis.ping()
+            privacy = Privacy.from_settings(redis, engine, settings)
+            if args.command == "retention":
+                return await privacy.sweep(actor=actor)
+            if args.what == "export":
+                return await privacy.export(args.channel, address, actor=actor)
+            return await privacy.erase(args.channel, address, actor=actor)
+        finally:
+            await redis.aclose()
+            engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        print(f"error: cannot reach Redis at {_redacted(settings.redis_url)}: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except OperationalError as exc:
+        print(f"error: cannot use the database: {exc.orig.__class__.__name__}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
+    if args.command == "patient" and args.what == "export":
+        if not result.get("found"):
+            print("note: nothing is held for this address (check the channel and the address, and that "
+                  "CONVERSATION_SECRET is the gateway's)", file=sys.stderr)
+        if args.output:
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise: this is patient data
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text + "\n")
+            print(f"exported to {args.output}", file=sys.stderr)
+            return 0
+    print(text)
+    return 0
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Durable records through SQLAlchemy: SQLite under var/ by default, PostgreSQL by DATABASE_URL.
 
 Tables are created on first use (`create_all`); there is no PHI in them: conversations are
-named by their pseudonymous key, never by phone number, name or message text.
+named by their pseudonymous key, never by phone number, name or message text. Conversation data
+(CONVERSATION_DATA) is erased with its conversation (channels.privacy); consent and audit records
+(KEPT_RECORDS) are kept.
 """
 
 from __future__ import annotations
@@ -50,6 +52,33 @@ sms_delivery = Table(
     Column("detail", String(200), nullable=True),         # a reason, never message text
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),
 )
+
+
+# Every export, erasure and retention sweep of patient data: who, when, which conversation (its
+# pseudonym; a sweep names none) and what was found or removed. Never an address or message text.
+privacy_audit = Table(
+    "privacy_audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("action", String(16), nullable=False),          # export | erase | sweep
+    Column("channel", String(16), nullable=True),
+    Column("conversation", String(64), nullable=True, index=True),
+    Column("actor", String(64), nullable=False, default=""),  # the OS user of the CLI, or "gateway"
+    Column("counts", Text, nullable=False, default="{}"),     # JSON
+)
+
+# What the retention sweep and `careline patient erase` remove: tables of conversation data, each
+# with a `conversation` column (the pseudonym) and the column its age is read from. A new table
+# that holds conversation data goes here; one that must outlive the conversation goes in
+# KEPT_RECORDS with its reason. tests/unit/test_privacy_tables.py fails for a table in neither.
+CONVERSATION_DATA: dict[Table, str] = {
+    sms_delivery: "updated_at",
+}
+KEPT_RECORDS: dict[Table, str] = {
+    sms_consent: "an opt-out (STOP) must be honoured after the conversation is erased",
+    safety_audit: "the safety screen's audit trail (pseudonym, outcome, rule ids; no text)",
+    privacy_audit: "the record of exports, erasures and sweeps (pseudonym, counts; no address)",
+}
 
 
 def default_database_url(root: Path | None = None) -> str:

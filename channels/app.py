@@ -106,6 +106,10 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         app.state.cipher = Cipher(settings.data_encryption_key)
         app.state.gateway = Gateway(store, rasa, settings.conversation_secret, app.state.screen,
                                     settings.max_message_chars, audit=app.state.audit, cipher=app.state.cipher)
+        # Retention: everything about a conversation goes RETENTION_DAYS after its first message.
+        from channels.privacy import run_periodically
+        retention = asyncio.create_task(run_periodically(redis, engine, settings, interval=3600,
+                                                         cipher=app.state.cipher), name="retention-sweep")
         app.state.http = httpx.AsyncClient(timeout=3.0)
         app.state.sms = None
         if settings.sms_enabled:
@@ -120,6 +124,8 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         finally:
             if app.state.sms is not None:
                 await app.state.sms.stop()
+            retention.cancel()
+            await asyncio.gather(retention, return_exceptions=True)
             await rasa.aclose()
             await app.state.http.aclose()
             await redis.aclose()

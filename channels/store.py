@@ -61,6 +61,10 @@ def token_hash(token: str) -> str:
 _ENSURE = """
 local ck, rk = KEYS[1], KEYS[2]
 if redis.call('HSETNX', ck, 'created_at', ARGV[1]) == 1 then
+  if redis.call('ZSCORE', rk, ARGV[5]) then
+    -- an earlier conversation expired before the sweep removed its Rasa tracker: start afresh
+    redis.call('DEL', KEYS[3], KEYS[4])
+  end
   redis.call('HSET', ck, 'owner', 'bot', 'channel', ARGV[3])
   redis.call('EXPIRE', ck, tonumber(ARGV[2]))
   redis.call('ZADD', rk, ARGV[1], ARGV[5])
@@ -105,7 +109,8 @@ class ConversationStore:
     async def ensure(self, key: str, channel: str, address_enc: str | None = None) -> Owner:
         """Register a conversation on first sight and return its owner. `address_enc` is kept only
         where the address is needed to reply (SMS), and only encrypted."""
-        owner = await self._ensure(keys=[self._k("conv", key), self._k("retention")],
+        owner = await self._ensure(keys=[self._k("conv", key), self._k("retention"),
+                                         self._k("tracker", key), self._k("lock", key)],
                                    args=[repr(time.time()), self.retention, channel, address_enc or "", key])
         return Owner(_s(owner))
 

@@ -100,3 +100,14 @@ async def test_web_tokens_are_issued_by_the_server_and_kept_as_a_hash(store):
     assert not await store.web_token_issued("aaaaaaaaaaaaaaaaaaaaaa")
     keys = [k.decode() async for k in store.redis.scan_iter(f"{store.prefix}:*")]
     assert keys and not any(token in k for k in keys)
+
+
+async def test_a_conversation_that_expired_before_the_sweep_starts_afresh(store):
+    await store.ensure("c1", "web")
+    await store.redis.set(store._k("tracker", "c1"), "{}")   # Rasa's tracker of that conversation
+    await store.redis.delete(store._k("conv", "c1"))        # its state expired
+    await store.ensure("c1", "web")
+    assert not await store.redis.exists(store._k("tracker", "c1"))
+    await store.redis.set(store._k("tracker", "c1"), "{}")
+    await store.ensure("c1", "web")                          # an ongoing conversation keeps its tracker
+    assert await store.redis.exists(store._k("tracker", "c1"))
