@@ -80,6 +80,7 @@ bench: install train kb
 	$(VENV)/bin/python -m careline.bench
 	$(VENV)/bin/python -m careline.bench_kb
 	$(VENV)/bin/python -m careline.bench_sms
+	$(VENV)/bin/python -m careline.bench_screen
 
 clean:
 	rm -rf models var .pytest_cache

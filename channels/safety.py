@@ -103,8 +103,9 @@ class IsolatedScreen:
 
     def __init__(self, workers: int = 2, timeout: float = 2.0,
                  work: Callable[[str, str], ScreenResult | None] = worker_screen,
-                 initializer: Callable[[], None] | None = _load_worker_rules):
+                 initializer: Callable[[], None] | None = _load_worker_rules, max_tasks: int = 20_000):
         self.workers = workers
+        self.max_tasks = max_tasks
         self.timeout = timeout
         self.work = work
         self.initializer = initializer
@@ -114,8 +115,10 @@ class IsolatedScreen:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: a fresh interpreter, not a fork of the gateway's event loop and threads
+        # A worker is replaced after `max_tasks` messages: RE2's automata grow with the text they
+        # meet (up to 2 MiB a pattern), and an attacker's corpus would otherwise keep them large.
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=self.initializer)
+                                   initializer=self.initializer, max_tasks_per_child=self.max_tasks)
 
     async def warm_up(self) -> None:
         """Start every worker and load the rules before the first patient message."""

@@ -49,6 +49,7 @@ class Rule:
     negative: tuple[str, ...] = ()
     unless_message: tuple[Any, ...] = ()   # like `unless`, but anywhere in the message ("..., I'm moving to Ohio")
     joke_ok: bool = True            # False: quiet when the message marks itself as a joke ("she'd kill me lol")
+    gate: Any = None                # one RE2 search that no pattern can match without (safe_regex.any_of)
 
 
 @dataclass(frozen=True)
@@ -118,16 +119,18 @@ class RedFlagRules:
         whole = normalise(text, self.lexicon)
         hits: list[Hit] = []
         joke = joking(whole, self.lexicon)
+        # Decided once per message, not per sentence: what silences a rule, and which rules
+        # cannot match anywhere in it (a message of many short sentences stays cheap).
+        live = [rule for rule in self.rules if not (joke and not rule.joke_ok)
+                and (rule.gate is None or rule.gate.search(whole) is not None)
+                and not any(u.search(whole) for u in rule.unless_message)]
         for clause in sentences(whole):
             hyp = hypothetical(clause.text, self.lexicon)
             history = in_history(clause.text, self.lexicon)
             info = is_information_question(clause, whole, self.lexicon)
-            for rule in self.rules:
-                if joke and not rule.joke_ok:
-                    continue
-                if any(u.search(whole) for u in rule.unless_message):
-                    continue
-                if _fires(rule, clause, self.lexicon, hyp, history, whole):
+            quiet: dict[tuple[int, int], bool] = {}   # per match span: negated, reported or framed
+            for rule in live:
+                if _fires(rule, clause, self.lexicon, hyp, history, whole, quiet):
                     hits.append(Hit(rule, informational=info and not rule.question_ok))
         return hits
 
@@ -169,14 +172,21 @@ class RedFlagRules:
         return message
 
 
-def _fires(rule: Rule, clause: Clause, lexicon: Lexicon, hyp: bool, history: bool, whole: str = "") -> bool:
+def _fires(rule: Rule, clause: Clause, lexicon: Lexicon, hyp: bool, history: bool, whole: str = "",
+           quiet: dict[tuple[int, int], bool] | None = None) -> bool:
     if hyp or (history and not rule.history_ok):
         return False
+    if rule.gate is not None and rule.gate.search(clause.text) is None:
+        return False
+    quiet = {} if quiet is None else quiet
     for pattern in rule.patterns:
         for m in pattern.finditer(clause.text):
-            if (negated(clause.text, m.start(), lexicon) or in_negated_list(clause.text, m.start(), m.end())
-                    or reported(clause.text, m.start(), lexicon)
-                    or (whole and framed(clause.text, m.start(), whole, lexicon))):
+            span = m.span()
+            if span not in quiet:
+                quiet[span] = bool(negated(clause.text, span[0], lexicon) or in_negated_list(clause.text, *span)
+                                   or reported(clause.text, span[0], lexicon)
+                                   or (whole and framed(clause.text, span[0], whole, lexicon)))
+            if quiet[span]:
                 continue
             if any(u.search(clause.text) for u in rule.unless):
                 return False
@@ -217,6 +227,7 @@ def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
         examples = raw.get("examples") or {}
         try:
             patterns = tuple(lexicon.compile(p) for p in as_list(raw.get("patterns")))
+            gate = lexicon.compile_any(as_list(raw.get("patterns")))
             unless = tuple(lexicon.compile(p) for p in as_list(raw.get("unless")))
             unless_message = tuple(lexicon.compile(p) for p in as_list(raw.get("unless_message")))
         except Exception as exc:
@@ -227,7 +238,7 @@ def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
                           sources[raw["source"]], patterns, unless, bool(raw.get("history_ok", False)),
                           bool(raw.get("question_ok", False)),
                           tuple(as_list(examples.get("positive"))), tuple(as_list(examples.get("negative"))),
-                          unless_message, bool(raw.get("joke_ok", True))))
+                          unless_message, bool(raw.get("joke_ok", True)), gate))
     return category, rules
 
 

@@ -2,7 +2,8 @@
 negation scope (NegEx-style), past-history and information-question cues.
 
 Clinical rules (knowledge/triage/*.yml) are regular expressions over normalised text with
-`{term}` macros from knowledge/triage/lexicon.yml. This module owns the mechanics only.
+`{term}` macros from knowledge/triage/lexicon.yml. This module owns the mechanics only; the
+patterns run in bounded time (knowledge/safe_regex.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+
+from knowledge.safe_regex import WORD, any_of, compile_bounded
 
 TRIAGE_DIR = Path(__file__).resolve().parent / "triage"
 
@@ -29,26 +32,46 @@ _SHORT_LIST = re.compile(r"^\s*(?:[a-z]+(?: [a-z]+)? ,\s*)+(?:or|nor|and) $")
 _EMOJI = {"\U0001F602": " lol ", "\U0001F923": " lol ", "\U0001F606": " lol ", "\U0001F639": " lol ",
           "\U0001F61C": " lol ", "\U0001F61D": " lol ", "\U0001F480": " lol ", "\u2620": " lol "}
 _EMOJI_RE = re.compile("|".join(map(re.escape, _EMOJI)))
+# Rewrites of the raw text before it is cut into tokens. These run on `re`, on any text: each
+# reads its input one way only (tests/unit/test_pattern_safety.py measures them).
+_SEX_SHORTHAND = re.compile(r"\b(\d{1,3})\s?([MF])\b")
+_PLUS = re.compile(r"(?<![a-z0-9])\+\s?(?=[a-z])")
+_AGES = ((re.compile(r"(\d)\s*(?:y/o|yo|y\.o\.|yrs? old|years? old|-year-old)\b"), r"\1 year old"),
+         (re.compile(r"(\d)\s*(?:mos? old|months? old|-month-old|mo)\b"), r"\1 month old"),
+         (re.compile(r"(\d)\s*(?:wks? old|weeks? old|-week-old)\b"), r"\1 week old"))
+_OUT_OF_10 = re.compile(r"\b(\d+)\s*/\s*10\b")
+# "38 °C", "101 degrees f": the spaces before and after the unit are one run each
+_DEGREES = re.compile(r"(\d)\s*(?:(?:°|degrees?|deg)\s*)?([fc])\b")
+_SENTENCE_END = re.compile(r"(?<=[.;!?])\s+")
+_QUESTION_START = re.compile(r"(what|how|when|why|which|is|are|can|could|should|does|do|would|will|whats|hows)\b")
+
+
+def _alt(items: Iterable[str]) -> Any:
+    """A cue list: any of the items as whole words."""
+    return compile_bounded("|".join(items), after=WORD)
+
+
+_NEVER = _alt(["$^"])
 
 
 @dataclass(frozen=True)
 class Lexicon:
     spelling: dict[str, str]           # one token → its canonical form (may be several words)
     terms: dict[str, str]              # macro name → regex alternatives
-    negation_cues: re.Pattern
-    pseudo_negations: re.Pattern
-    terminators: re.Pattern
-    history: re.Pattern
-    info_question: re.Pattern
-    present_personal: re.Pattern
-    hypothetical: re.Pattern
-    now: re.Pattern
-    reported: re.Pattern = re.compile(r"$^")      # news, stories, what someone else saw: "read an article about"
-    joking: re.Pattern = re.compile(r"$^")        # "lol", "jk", a laughing emoji
-    serious: re.Pattern = re.compile(r"$^")       # "not joking", "i mean it": cancels a joke cue
-    reassurance: re.Pattern = re.compile(r"$^")   # "hes fine right now": present tense, nothing happening
-    framing: re.Pattern = re.compile(r"$^")       # homework, a class, fiction, a show, an awareness session
-    personal: re.Pattern = re.compile(r"$^")      # the writer or someone with them: i, my, he, she, ...
+    negation_cues: Any                 # cue lists, compiled by _alt (knowledge/safe_regex.py)
+    pseudo_negations: Any
+    terminators: Any
+    history: Any
+    info_question: Any
+    present_personal: Any
+    hypothetical: Any
+    now: Any
+    reported: Any = _NEVER      # news, stories, what someone else saw: "read an article about"
+    joking: Any = _NEVER        # "lol", "jk", a laughing emoji
+    serious: Any = _NEVER       # "not joking", "i mean it": cancels a joke cue
+    reassurance: Any = _NEVER   # "hes fine right now": present tense, nothing happening
+    framing: Any = _NEVER       # homework, a class, fiction, a show, an awareness session
+    personal: Any = _NEVER      # the writer or someone with them: i, my, he, she, ...
 
     def expand(self, pattern: str, _depth: int = 0) -> str:
         def sub(m: re.Match) -> str:
@@ -60,14 +83,16 @@ class Lexicon:
             raise ValueError(f"term macros nest too deep in {pattern!r}")
         return _MACRO.sub(sub, pattern)
 
-    def compile(self, pattern: str) -> re.Pattern:
+    def compile(self, pattern: str) -> Any:
         """Anchored at a word start; open at the end so that stems match ("confus" → confused,
-        "vomit" → vomiting). Write `\\b` at the end of a pattern that must end a word."""
-        return re.compile(r"(?<![a-z0-9])(?:" + self.expand(pattern) + r")(?![0-9])")
+        "vomit" → vomiting). Write `\\b` at the end of a pattern that must end a word.
+        RE2 runs it in linear time; a pattern that needs a lookaround runs on `re` if
+        knowledge/safe_regex.py finds no ambiguous repetition in it (else UnsafePattern)."""
+        return compile_bounded(self.expand(pattern))
 
-
-def _alt(items: Iterable[str]) -> re.Pattern:
-    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(items) + r")(?![a-z0-9])")
+    def compile_any(self, patterns: list[str]) -> Any | None:
+        """A quick test that none of the patterns can match (see safe_regex.any_of)."""
+        return any_of([self.expand(p) for p in patterns])
 
 
 @lru_cache(maxsize=4)
@@ -97,16 +122,15 @@ def normalise(text: str, lexicon: Lexicon) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
     text = _EMOJI_RE.sub(lambda m: _EMOJI[m.group(0)], text)
     # clinician shorthand "58M", "6 F" (capitals only: "30m" is more often thirty minutes)
-    text = re.sub(r"\b(\d{1,3})\s?([MF])\b", lambda m: f"{m.group(1)} year old {'male' if m.group(2) == 'M' else 'female'}", text)
+    text = _SEX_SHORTHAND.sub(lambda m: f"{m.group(1)} year old {'male' if m.group(2) == 'M' else 'female'}", text)
     text = text.lower()
     # clinical "+SI", "+LOC": the plus sign is otherwise dropped with the punctuation
-    text = re.sub(r"(?<![a-z0-9])\+\s?(?=[a-z])", "positive ", text)
+    text = _PLUS.sub("positive ", text)
     text = text.replace("'", "")
-    text = re.sub(r"(\d)\s*(?:y/o|yo|y\.o\.|yrs? old|years? old|-year-old)\b", r"\1 year old", text)
-    text = re.sub(r"(\d)\s*(?:mos? old|months? old|-month-old|mo)\b", r"\1 month old", text)
-    text = re.sub(r"(\d)\s*(?:wks? old|weeks? old|-week-old)\b", r"\1 week old", text)
-    text = re.sub(r"\b(\d+)\s*/\s*10\b", r"\1 out of 10", text)
-    text = re.sub(r"(\d)\s*(?:°|degrees?|deg)?\s*([fc])\b", r"\1 \2", text)
+    for pattern, repl in _AGES:
+        text = pattern.sub(repl, text)
+    text = _OUT_OF_10.sub(r"\1 out of 10", text)
+    text = _DEGREES.sub(r"\1 \2", text)
     text = _REPEAT.sub(r"\1\1", text)
     text = text.replace("%", " percent ")
     tokens = []
@@ -122,15 +146,28 @@ class Clause:
 
 
 def sentences(normalised: str) -> list[Clause]:
-    parts = re.split(r"(?<=[.;!?])\s+", normalised)
+    parts = _SENTENCE_END.split(normalised)
     out = []
     for part in parts:
         part = part.strip()
         if not part:
             continue
-        question = part.endswith("?") or bool(re.match(r"(what|how|when|why|which|is|are|can|could|should|does|do|would|will|whats|hows)\b", part))
+        question = part.endswith("?") or bool(_QUESTION_START.match(part))
         out.append(Clause(part, question))
     return out
+
+
+# The cue helpers below look back (or around) at most this many words from a match: a rule
+# can match many times in a long sentence, and reading the whole sentence again for each match
+# would make the screen quadratic. Negation and negated lists reach six words, so for them this
+# changes nothing; a story or framing cue further away is not seen, and the rule fires.
+CUE_REACH = 48
+
+
+def _reach(sentence: str, start: int) -> int:
+    """Where the CUE_REACH words before `start` begin (at a space, or 0)."""
+    head = sentence[:start].rsplit(" ", CUE_REACH)
+    return len(head[0]) if len(head) > CUE_REACH else 0
 
 
 def negated(sentence: str, start: int, lexicon: Lexicon, window: int = 6) -> bool:
@@ -138,11 +175,17 @@ def negated(sentence: str, start: int, lexicon: Lexicon, window: int = 6) -> boo
     that comes before it in the same sentence, within `window` words, with no terminator
     (but, however, ", i ...") between? Pseudo-negations ("not sure", "not ok") are not cues."""
     before = sentence[:start]
-    masked = lexicon.pseudo_negations.sub(lambda m: "_" * len(m.group(0)), before)
-    cues = list(lexicon.negation_cues.finditer(masked))
-    if not cues:
+    reach = _reach(sentence, start)
+    masked, last = [before[:reach]], reach
+    for m in lexicon.pseudo_negations.finditer(before, reach):
+        masked += [before[last:m.start()], "_" * (m.end() - m.start())]
+        last = m.end()
+    masked = "".join(masked) + before[last:]
+    cue = None
+    for cue in lexicon.negation_cues.finditer(masked, reach):
+        pass
+    if cue is None:
         return False
-    cue = cues[-1]
     between = before[cue.end():]
     # searched on the whole sentence so that a terminator may look ahead ("and(?= says)")
     ends = lexicon.terminators.search(sentence, cue.end())
@@ -170,16 +213,18 @@ def reported(sentence: str, start: int, lexicon: Lexicon) -> bool:
     sentence retells ("read an article about a kid who swallowed a battery", "my buddy told me
     about an overdose call")? The cue must come first, with no terminator ("but", "now",
     ", my ...") between: "my son swallowed a battery, I read that it's dangerous" still fires."""
-    cues = list(lexicon.reported.finditer(sentence[:start]))
-    if not cues:
+    cue = None
+    for cue in lexicon.reported.finditer(sentence[:start], _reach(sentence, start)):
+        pass
+    if cue is None:
         return False
-    between = sentence[cues[-1].end():start]
+    between = sentence[cue.end():start]
     return not lexicon.terminators.search(between)
 
 
 # Inside one clause, a framing cue stops reaching a match at a terminator or where the writer
 # starts speaking of themselves ("doing my homework and my chest hurts so bad").
-_FRAME_BREAK = re.compile(r"(?<![a-z0-9])(?:and|but|so|then|when|because|cause|,)\s+(?:i|im|ive|id|my|me|we|were|our)(?![a-z0-9])")
+_FRAME_BREAK = _alt([r"(?:and|but|so|then|when|because|cause|,)\s+(?:i|im|ive|id|my|me|we|were|our)"])
 
 
 def framed(sentence: str, start: int, whole: str, lexicon: Lexicon) -> bool:
@@ -192,7 +237,8 @@ def framed(sentence: str, start: int, whole: str, lexicon: Lexicon) -> bool:
     the same message ("for my psych class. honestly i keep cutting myself") still fires."""
     if not lexicon.framing.search(whole):
         return False
-    for cue in lexicon.framing.finditer(sentence):
+    reach = _reach(sentence, start)
+    for cue in lexicon.framing.finditer(sentence[:_reach_after(sentence, start)], reach):
         lo, hi = (cue.end(), start) if cue.end() <= start else (start, cue.start())
         between = sentence[lo:hi]
         if not lexicon.terminators.search(between) and not _FRAME_BREAK.search(between):
@@ -200,6 +246,12 @@ def framed(sentence: str, start: int, whole: str, lexicon: Lexicon) -> bool:
     if lexicon.framing.search(sentence):
         return False  # the cue is here but something ends its reach: the rest is a report
     return not lexicon.personal.search(sentence)
+
+
+def _reach_after(sentence: str, start: int) -> int:
+    """Where the CUE_REACH words after `start` end."""
+    tail = sentence[start:].split(" ", CUE_REACH)
+    return len(sentence) - len(tail[-1]) - 1 if len(tail) > CUE_REACH else len(sentence)
 
 
 def joking(whole: str, lexicon: Lexicon) -> bool:
@@ -227,8 +279,9 @@ def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-_LIST_NEGATION = re.compile(r"(?<![a-z0-9])(?:no|not|nor|never|without|denies|denied|negative for)(?![a-z0-9])")
-_LIST_BREAK = re.compile(r"(?<![a-z0-9])(?:but|however|now|then|though|although|except|which|who|i|im|he|she|they|we|is|are|was|has|have|had)(?![a-z0-9])")
+_LIST_NEGATION = _alt(["no", "not", "nor", "never", "without", "denies", "denied", "negative for"])
+_LIST_BREAK = _alt(["but", "however", "now", "then", "though", "although", "except", "which", "who", "i", "im", "he",
+                    "she", "they", "we", "is", "are", "was", "has", "have", "had"])
 
 
 def in_negated_list(sentence: str, start: int, end: int) -> bool:
@@ -237,27 +290,32 @@ def in_negated_list(sentence: str, start: int, end: int) -> bool:
     when the list goes on to an "or" item after it; items are short and have no verb or subject
     ("no fever, eating well" is two statements)."""
     before = sentence[:start]
-    cues = list(_LIST_NEGATION.finditer(before))
-    if not cues:
+    cue = None
+    for cue in _LIST_NEGATION.finditer(before, _reach(sentence, start)):
+        pass
+    if cue is None:
         return False
-    between = before[cues[-1].end():]
+    between = before[cue.end():]
     items = between.split(",")
     if len(items) < 2 or len(items) > 6 or any(len(item.split()) > 5 for item in items):
         return False
     if _LIST_BREAK.search(between):
         return False
-    if re.match(r"\s*(?:or|nor)\b", items[-1]) or re.search(r"\b(?:or|nor)\s*$", items[-1]):
+    if _OR_FIRST.match(items[-1].lstrip()) or _OR_LAST.search(items[-1]):
         return True
     return _list_goes_on(sentence[end:])
 
 
-_OR = re.compile(r"(?<![a-z0-9])(?:or|nor)(?![a-z0-9])")
+_OR = re.compile(r"(?<![a-z0-9])(?:or|nor)(?![a-z0-9])")   # re: split() is used
+_OR_FIRST = re.compile(r"(?:or|nor)\b")
+_OR_LAST = re.compile(r"\b(?:or|nor)\s*$")
+_CLAUSE_END = re.compile(r"[.;!?]")
 
 
 def _list_goes_on(after: str) -> bool:
     """The clinicians' long list "no fever, wheezing, shortness of breath, facial pain or eye
     pain": the list goes on, item by short item, to an "or" item."""
-    after = re.split(r"[.;!?]", after, maxsplit=1)[0]
+    after = _CLAUSE_END.split(after, maxsplit=1)[0]
     for i, item in enumerate(after.split(",")[:7]):
         head = _OR.split(item, maxsplit=1)
         if i > 0 and (len(head[0].split()) > 5 or _LIST_BREAK.search(head[0])):

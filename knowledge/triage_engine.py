@@ -15,11 +15,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import re2
 import yaml
 
 from knowledge.redflags import RedFlagRules, RuleFileError, Source, default_rules
-from knowledge.textmatch import (TRIAGE_DIR, Lexicon, as_list, in_history, in_negated_list, negated, normalise,
-                                 sentences)
+from knowledge.safe_regex import any_of
+from knowledge.textmatch import (TRIAGE_DIR, Clause, Lexicon, as_list, in_history, in_negated_list, negated,
+                                 normalise, sentences)
 
 LEVELS = ("self_care", "routine", "urgent", "emergency")
 RANK = {level: i for i, level in enumerate(LEVELS)}
@@ -102,6 +104,18 @@ class Facts:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """One message cut once: its sentences, the parts of each that speak of now, and both
+    joined with spaces for the gates."""
+    text: str
+    clauses: list[Clause]
+    current: list[list[str]]
+    plain: str
+    now: str
+    negated: dict[tuple[str, int, int], bool] = field(default_factory=dict)   # per match, found once
+
+
 @dataclass
 class Assessment:
     level: str
@@ -123,8 +137,11 @@ class Assessment:
 _NUM_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
               "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "few": 3, "couple": 2, "several": 4}
 _UNIT_HOURS = {"minute": 1 / 60, "hour": 1, "day": 24, "night": 24, "week": 168, "month": 720, "year": 8760}
-_DURATION = re.compile(r"(?:for|since|past|last|about|around|over|almost|nearly|x)?\s*(?:the )?(?:past |last )?"
-                       r"(\d+(?:\.\d+)?|a|an|one|two|three|four|five|six|seven|eight|nine|ten|twelve|few|couple|several)"
+# The spaces after the lead word belong to it, and a number starts where its digits start: a
+# search from every space of a long run, or every digit of a long number, would otherwise read
+# the rest of it again each time (tests/unit/test_pattern_safety.py).
+_DURATION = re.compile(r"(?:(?:for|since|past|last|about|around|over|almost|nearly|x)\s*)?(?:the )?(?:past |last )?"
+                       r"((?<![0-9])\d+(?:\.\d+)?|a|an|one|two|three|four|five|six|seven|eight|nine|ten|twelve|few|couple|several)"
                        r"(?: of)? (minute|hour|day|night|week|month|year)s?(?! old)")
 _SINCE = [(re.compile(r"since (this morning|earlier today|today|a few hours ago|an hour ago|lunch|breakfast)"), 6),
           (re.compile(r"since (last night|yesterday|yesterday morning|yesterday evening)"), 24),
@@ -132,7 +149,9 @@ _SINCE = [(re.compile(r"since (this morning|earlier today|today|a few hours ago|
           (re.compile(r"since last week"), 168), (re.compile(r"since last month"), 720),
           (re.compile(r"\b(just started|just now|all of a sudden|suddenly|out of nowhere|started (\d+ )?minutes ago)\b"), 1),
           (re.compile(r"\b(this morning|tonight|today)\b"), 6), (re.compile(r"\b(yesterday|last night|overnight)\b"), 24)]
-_TEMP = re.compile(r"(?:fever|temp|temperature|febrile|t|tmax|of|is|was|at|reading|hit|spiked to)\s*(?:of |is |was |at |to |around |about |like )*(\d{2,3}(?:\.\d)?)\s*(f|c)?\b"
+# RE2 (linear time): the lead words overlap the fillers ("at at at ... 101"), so a backtracking
+# search would read the run of fillers again from each of them.
+_TEMP = re2.compile(r"(?:fever|temp|temperature|febrile|t|tmax|of|is|was|at|reading|hit|spiked to)\s*(?:of |is |was |at |to |around |about |like )*(\d{2,3}(?:\.\d)?)\s*(f|c)?\b"
                    r"|\b(\d{2,3}(?:\.\d)?)\s*(f|c)\b")
 _AGE_YEARS = re.compile(r"\b(\d{1,3}) year olds?\b|\bage (\d{1,3})\b|\baged (\d{1,3})\b|\b(\d{1,3}) years old\b|\bim (\d{2})\b"
                         r"|\b(?:mom|mum|mother|dad|father|husband|wife|grandma|grandpa|grandmother|grandfather|son|daughter|"
@@ -203,6 +222,13 @@ class TriageEngine:
         self._common_findings = _findings(common.get("findings") or {}, lx, "common.yml")
         self._severity = {k: [lx.compile(p) for p in v] for k, v in common["severity"].items()}
         self._conditions = {k: [lx.compile(p) for p in v] for k, v in common["conditions"].items()}
+        # One RE2 search per list of patterns and message: a list it cannot match is not tried
+        # sentence by sentence (a message of a thousand short sentences stays cheap).
+        groups = ([p.complaint for p in protocols] + list(self._who.values()) + [self._pregnant]
+                  + list(self._severity.values()) + list(self._conditions.values())
+                  + [f.patterns for f in self._common_findings.values()]
+                  + [f.patterns for p in protocols for f in p.findings.values()])
+        self._gates = {id(g): any_of([p.body for p in g]) for g in groups if g}
 
     @classmethod
     def load(cls, directory: Path = TRIAGE_DIR, redflags: RedFlagRules | None = None) -> "TriageEngine":
@@ -220,16 +246,32 @@ class TriageEngine:
         return cls(protocols, common, redflags)
 
     # -- reading text ---------------------------------------------------------------------------
-    def _matches(self, patterns, text: str, unless=(), history: bool = True) -> bool | None:
+    def _reading(self, text: str) -> "_Reading":
+        clauses = sentences(text)
+        current = [self._current_parts(c.text) for c in clauses]
+        return _Reading(text, clauses, current, " ".join(c.text for c in clauses),
+                        " ".join(part for parts in current for part in parts))
+
+    def _matches(self, patterns, text: str, unless=(), history: bool = True,
+                 reading: "_Reading | None" = None) -> bool | None:
         """True if a pattern matches un-negated, False if it matches only negated, else None."""
+        if reading is None or reading.text != text:
+            reading = self._reading(text)
+        gate = self._gates.get(id(patterns))
+        if gate is not None and gate.search(reading.now if history else reading.plain) is None:
+            return None   # every sentence (or part of one) is in the text the gate searched
         seen_negated = False
-        for clause in sentences(text):
+        for clause, current in zip(reading.clauses, reading.current):
             if any(u.search(clause.text) for u in unless):
                 continue
-            for part in (self._current_parts(clause.text) if history else [clause.text]):
+            for part in (current if history else [clause.text]):
                 for pattern in patterns:
                     for m in pattern.finditer(part):
-                        if negated(part, m.start(), self.lexicon) or in_negated_list(part, m.start(), m.end()):
+                        key = (part, m.start(), m.end())
+                        if key not in reading.negated:   # many findings match the same words
+                            reading.negated[key] = (negated(part, m.start(), self.lexicon)
+                                                    or in_negated_list(part, m.start(), m.end()))
+                        if reading.negated[key]:
                             seen_negated = True
                         else:
                             return True
@@ -263,8 +305,10 @@ class TriageEngine:
         """Update facts with everything this message says. Later statements override earlier ones."""
         facts = facts or Facts()
         norm = normalise(text, self.lexicon)
+        reading = self._reading(norm)
         for pid, protocol in sorted(self.protocols.items(), key=lambda kv: kv[1].priority):
-            if pid not in facts.complaints and self._matches(protocol.complaint, norm, protocol.complaint_unless):
+            if pid not in facts.complaints and self._matches(protocol.complaint, norm, protocol.complaint_unless,
+                                                             reading=reading):
                 facts.complaints.append(pid)
         months = _AGE_MONTHS.search(norm)
         weeks = _AGE_WEEKS.search(norm)
@@ -280,11 +324,11 @@ class TriageEngine:
                          else "older_adult" if facts.age_months >= 65 * 12 else "adult")
         else:
             for who in ("infant", "child", "older_adult", "adult"):
-                if self._matches(self._who.get(who, []), norm):
+                if self._matches(self._who.get(who, []), norm, reading=reading):
                     facts.who = who
                     break
         # "6 weeks pregnant (positive test last week)": being pregnant is a state, not history
-        if self._matches(self._pregnant, norm, self._pregnant_unless, history=False):
+        if self._matches(self._pregnant, norm, self._pregnant_unless, history=False, reading=reading):
             facts.pregnant = True
             # "baby is moving normally" speaks of the fetus: the patient is the pregnant woman
             if facts.age_months is None and facts.who in (None, "infant"):
@@ -300,16 +344,16 @@ class TriageEngine:
         if temperature is not None:
             facts.temperature_f = temperature
         for level in ("severe", "moderate", "mild"):
-            if self._matches(self._severity[level], norm):
+            if self._matches(self._severity[level], norm, reading=reading):
                 facts.severity = level
                 break
         for condition, patterns in self._conditions.items():
-            if self._matches(patterns, norm):
+            if self._matches(patterns, norm, reading=reading):
                 facts.conditions.add(condition)
                 facts.conditions_known = True
         wanted = protocols or list(self.protocols)
         for name, finding in self._common_findings.items():
-            present = self._matches(finding.patterns, norm, finding.unless)
+            present = self._matches(finding.patterns, norm, finding.unless, reading=reading)
             if present is not None:
                 facts.findings[name] = present
                 facts.unsure.discard(name)
@@ -317,7 +361,7 @@ class TriageEngine:
             for name, finding in self.protocols[pid].findings.items():
                 if finding.shared:
                     continue
-                present = self._matches(finding.patterns, norm, finding.unless)
+                present = self._matches(finding.patterns, norm, finding.unless, reading=reading)
                 if present is not None:
                     facts.findings[name] = present
                     facts.unsure.discard(name)

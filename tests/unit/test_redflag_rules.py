@@ -1,5 +1,6 @@
 """Every red-flag rule file: each rule has a public source and examples, and the examples hold."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,30 @@ def test_mixed_emergency_and_crisis_message_has_both_numbers():
     for channel in ("web", "sms"):
         message = RULES.message(screening, channel)
         assert "911" in message and "988" in message
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("potassium came back at 7.1", "cardiac.high_potassium"),
+    ("Potassium came back at 7.1 mmol", "cardiac.high_potassium"),
+    ("took like maybe 30 pills", "poisoning_overdose.took_too_much"),
+    ("fell off a ladder , hit my head , now vomiting and confused", "head_injury.danger_signs"),
+])
+def test_rewritten_patterns_still_fire(text, rule):
+    assert rule in RULES.screen(text).rules
+
+
+@pytest.mark.parametrize("text", [
+    "potassium" + " came back at" * 152,                 # backtracked exponentially before RE2
+    "took" + " like maybe" * 180,
+    ("fall" + " , fall" * 10 + " , head" * 10 + " no passed out . ") * 12,
+    "no no suicidal " * 133,                             # a negated match every few words
+    "a. " * 666,                                         # a thousand sentences
+])
+def test_adversarial_messages_screen_quickly(text):
+    """careline.bench_screen measures the screen on every pattern's worst input (target 50 ms);
+    this only guards against a return of seconds or hours, on a loaded test machine."""
+    text = text[:2000]
+    RULES.screen(text)
+    start = time.perf_counter()
+    RULES.screen(text)
+    assert time.perf_counter() - start < 0.5
