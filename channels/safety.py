@@ -111,14 +111,14 @@ class IsolatedScreen:
         self.initializer = initializer
         self._lock = threading.Lock()
         self._pool = self._new_pool()
+        self._screened = 0
+        self._rotation: asyncio.Task | None = None
         self.recycled = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: a fresh interpreter, not a fork of the gateway's event loop and threads
-        # A worker is replaced after `max_tasks` messages: RE2's automata grow with the text they
-        # meet (up to 2 MiB a pattern), and an attacker's corpus would otherwise keep them large.
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=self.initializer, max_tasks_per_child=self.max_tasks)
+                                   initializer=self.initializer)
 
     async def warm_up(self) -> None:
         """Start every worker and load the rules before the first patient message."""
@@ -133,12 +133,33 @@ class IsolatedScreen:
 
     async def _run(self, text: str, channel: str, timeout: float) -> ScreenResult | None:
         pool = self._pool
+        self._screened += 1
+        if self._screened >= self.max_tasks and self._rotation is None:
+            self._rotation = asyncio.create_task(self._rotate())
         future = pool.submit(self.work, text, channel)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except TimeoutError:
             self._recycle(pool)
             raise ScreenTimeout(f"no decision within {timeout:.1f}s") from None
+
+    async def _rotate(self) -> None:
+        """Replace the workers after `max_tasks` messages, the new ones warmed up before they take
+        over: RE2's automata grow with the text they meet (at most 2 MiB a pattern), and an
+        attacker's corpus would otherwise keep the workers large."""
+        fresh = self._new_pool()
+        try:
+            await asyncio.gather(*(asyncio.wrap_future(fresh.submit(self.work, "warm up", "web"))
+                                   for _ in range(self.workers)))
+        except Exception:
+            fresh.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            self._rotation = None
+        with self._lock:
+            old, self._pool = self._pool, fresh
+            self._screened = 0
+        old.shutdown(wait=False)  # messages already on the old workers finish there
 
     def _recycle(self, pool: ProcessPoolExecutor) -> None:
         with self._lock:

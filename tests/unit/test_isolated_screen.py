@@ -73,3 +73,16 @@ async def test_the_gateway_turns_an_overrun_into_the_safety_message(screen):
     result = await gateway.screen(InboundMessage("web", "tok", "slow " + "a" * 40))
     assert result is not None and result.escalate and result.outcome == "screen_error"
     assert "911" in result.replies[0].text
+
+
+async def test_workers_are_replaced_after_many_messages_without_a_gap():
+    screen = IsolatedScreen(workers=2, timeout=5.0, work=catastrophic, initializer=no_rules, max_tasks=10)
+    try:
+        await screen.warm_up()
+        first = screen._pool
+        for i in range(40):
+            assert await screen.screen(InboundMessage("web", "a", f"hello {i}")) is None
+            await asyncio.sleep(0.05)
+        assert screen._pool is not first and screen.recycled == 0
+    finally:
+        screen.close()
