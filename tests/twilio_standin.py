@@ -4,6 +4,8 @@ drive the real `twilio` library and receive real signed webhooks on a free loopb
 What it serves (the same paths, form fields, JSON and error shapes as api.twilio.com):
 
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json        send an SMS (basic auth: SID, token)
+    GET  /2010-04-01/Accounts/{AccountSid}/Messages.json        list them, newest first (To, From,
+                                                                PageSize, Page; Twilio's page JSON)
     GET  /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json  fetch one (its status moves on)
 
 and, playing the carrier and the patient's phone:
@@ -32,6 +34,7 @@ import os
 import re
 import secrets
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -42,7 +45,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 from twilio.request_validator import RequestValidator
@@ -176,7 +179,7 @@ class TwilioStandIn:
         return f"{self.base_url}/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
 
     def start(self) -> "TwilioStandIn":
-        self._server = ThreadingHTTPServer((self._host, self._port), _handler(self))
+        self._server = _Server((self._host, self._port), _handler(self))
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="twilio-standin",
                          daemon=True).start()
@@ -356,6 +359,31 @@ class TwilioStandIn:
         self._accept(message)
         return 201, message.resource(self.account_sid), message
 
+    def _list(self, query: dict[str, str], path: str) -> dict[str, Any]:
+        """Messages.json GET: outbound messages, newest first, filtered by To/From, paged as Twilio
+        pages (PageSize default 50, max 1000; Page from 0)."""
+        try:
+            size = min(max(int(query.get("PageSize") or 50), 1), 1000)
+            page = max(int(query.get("Page") or 0), 0)
+        except ValueError:
+            size, page = 50, 0
+        with self._lock:
+            found = [dataclasses.replace(m) for m in reversed(self._messages)
+                     if (not query.get("To") or m.to == query["To"])
+                     and (not query.get("From") or m.from_ == query["From"])]
+        chunk = found[page * size:(page + 1) * size]
+
+        def uri(n: int) -> str:
+            params = "&".join(f"{k}={quote(v)}" for k, v in (("To", query.get("To")), ("From", query.get("From")))
+                              if v)
+            return f"{path}?{params + '&' if params else ''}PageSize={size}&Page={n}"
+
+        more = (page + 1) * size < len(found)
+        return {"messages": [m.resource(self.account_sid) for m in chunk], "page": page, "page_size": size,
+                "start": page * size, "end": page * size + max(len(chunk) - 1, 0), "uri": uri(page),
+                "first_page_uri": uri(0), "previous_page_uri": uri(page - 1) if page else None,
+                "next_page_uri": uri(page + 1) if more else None}
+
     def _fetch(self, sid: str) -> Message | None:
         with self._lock:
             return next((dataclasses.replace(m) for m in self._messages if m.sid == sid), None)
@@ -409,6 +437,13 @@ class TwilioStandIn:
         return [{"sid": m.sid, "direction": "inbound" if m.direction == "inbound" else "outbound",
                  "body": m.body, "status": m.status, "time": m.time,
                  "webhook_status": m.webhook_status} for m in items]
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that dies mid-request (a killed gateway) is not an error of the stand-in."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 def _handler(standin: TwilioStandIn) -> type[BaseHTTPRequestHandler]:
@@ -472,7 +507,12 @@ def _handler(standin: TwilioStandIn) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
-            if m := _MESSAGE.match(url.path):
+            if m := _MESSAGES.match(url.path):
+                if not self._api_guard(m.group(1), url.path):
+                    return
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                self._send(200, standin._list(query, url.path))
+            elif m := _MESSAGE.match(url.path):
                 if not self._api_guard(m.group(1), url.path):
                     return
                 message = standin._fetch(m.group(2))

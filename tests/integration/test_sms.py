@@ -80,6 +80,35 @@ def test_wrong_or_missing_signature_is_refused(twilio, stack, number):
     assert "rejected" in log and number[2:] not in log and "hello" not in log
 
 
+def test_another_account_or_another_number_is_refused(twilio, stack, number):
+    """Signed with the right token (Twilio signs every account's webhooks the same way), but
+    from another AccountSid, or to a number that is not the clinic's: 403, nothing queued."""
+    other_account = twilio.send_inbound(webhook(stack), number, "hello there", extra={"AccountSid": "AC" + "9" * 32})
+    other_number = twilio.send_inbound(webhook(stack), number, "hello there", to="+15005550199")
+    assert other_account.status_code == 403 and other_number.status_code == 403
+    assert settle(twilio, number, 1.5) == []
+    log = (stack.logs / "gateway.log").read_text(errors="replace")
+    assert "another account" in log and "not one of our numbers" in log
+    assert number[2:] not in log and "hello there" not in log
+
+
+def test_an_oversize_body_is_refused_before_it_is_read(twilio, stack, number):
+    big = {"MessageSid": "SM" + "2" * 32, "From": number, "To": twilio.phone_number, "Body": "x" * 100_000,
+           "AccountSid": twilio.account_sid}
+    declared = httpx.post(webhook(stack), data=big, headers={"X-Twilio-Signature": "x"})
+    assert declared.status_code == 413
+
+    def chunks():   # no Content-Length: the cap counts what arrives
+        yield b"Body="
+        for _ in range(100):
+            yield b"x" * 1000
+
+    streamed = httpx.post(webhook(stack), content=chunks(), headers={
+        "X-Twilio-Signature": "x", "Content-Type": "application/x-www-form-urlencoded"})
+    assert streamed.status_code == 413
+    assert settle(twilio, number, 1.0) == []
+
+
 def test_the_same_message_sid_five_times_gets_one_reply(twilio, stack, number):
     sid = "SM" + "".join(random.choice("0123456789abcdef") for _ in range(32))
     first = converse(twilio, stack, number, "what are your hours on saturday", message_sid=sid)
@@ -236,5 +265,8 @@ def test_worker_killed_mid_turn_answers_once_after_restart(twilio, stack, number
     assert twilio.messages(to=number) == []
     stack.start_service("gateway")
     stack.wait_ready(60)
+    # the dead process's shard lease expires (10 s); its pending entry is taken at once, since
+    # its heartbeat is gone too, and answered once
+    twilio.wait_for(1, to=number, timeout=45)
     bodies = settle(twilio, number, 4)
     assert sum("Saturday" in b for b in bodies) == 1, bodies

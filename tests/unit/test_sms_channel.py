@@ -103,3 +103,33 @@ async def test_a_long_answer_arrives_in_segment_sized_parts_and_more_continues(c
     assert "https://www.cdc.gov/sickle-cell/about/index.html" in text
     assert "bone marrow transplant" in text
     assert first
+
+
+def test_twiml_is_empty_or_escaped_messages_that_parse():
+    import xml.etree.ElementTree as ET
+
+    from channels.sms import EMPTY_TWIML, twiml
+
+    assert twiml() == EMPTY_TWIML
+    text = "Call 911 <now> & don't wait \"please\""
+    root = ET.fromstring(twiml(text, "second"))
+    assert root.tag == "Response" and [m.text for m in root.iter("Message")] == [text, "second"]
+
+
+def test_consumer_names_are_unique_per_process_start():
+    import os
+
+    from channels.sms import instance_name
+
+    names = {instance_name() for _ in range(50)}
+    assert len(names) == 50 and all(f"-{os.getpid()}-" in n for n in names)
+
+
+async def test_the_channel_never_uses_another_processs_name(channel):
+    ch, _ = channel
+    from channels.crypto import Cipher
+    other = SmsChannel(ch.redis, ch.gateway, ch.sender, ch.records, ch.texts, shards=2, prefix=ch.prefix,
+                       cipher=Cipher(None))
+    assert other.name != ch.name
+    assert ch.health() == {"ok": False, "workers": 0, "shards": 0, "shards_total": 2, "replicas": 1,
+                           "restarts": 0, "consumer": ch.name}

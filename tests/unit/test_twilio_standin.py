@@ -159,6 +159,18 @@ def test_messaging_service_message_is_accepted(standin):
     assert message.num_segments == "0"
 
 
+def test_list_pages_newest_first_and_filters_by_number(standin):
+    client = twilio_client(standin)
+    for n in range(5):
+        client.messages.create(to=PATIENT, from_=CLINIC, body=f"part {n}")
+    client.messages.create(to="+15555550999", from_=CLINIC, body="someone else")
+    listed = client.messages.list(to=PATIENT, page_size=2)   # three pages, followed by the library
+    assert [m.body for m in listed] == [f"part {n}" for n in (4, 3, 2, 1, 0)]
+    assert all(m.to == PATIENT and m.date_created is not None for m in listed)
+    assert [m.body for m in client.messages.list(to=PATIENT, limit=2)] == ["part 4", "part 3"]
+    assert [m.body for m in client.messages.list(to="+15555550999")] == ["someone else"]
+
+
 def test_wrong_token_is_20003(standin):
     with pytest.raises(TwilioRestException) as err:
         twilio_client(standin, auth_token="not-the-token").messages.create(to=PATIENT, from_=CLINIC, body="hi")
