@@ -86,6 +86,11 @@ class Gateway:
         """The safety screen alone, for a channel that cannot reach the state stores. Never raises."""
         return await self._screen(self.key_for(message.channel, message.address), message)
 
+    async def record_reply_without_state(self, message: InboundMessage, result: ScreenResult) -> None:
+        """A channel answered a flagged message with its emergency reply while the state stores were
+        down: the audit trail still records it (if SQL is up)."""
+        await self._audit(self.key_for(message.channel, message.address), message, result, None, None)
+
     async def handle(self, message: InboundMessage) -> HandleResult:
         text = normalise_text(message.text, self.max_message_chars)
         message = InboundMessage(message.channel, message.address, text, message.message_id, message.metadata)

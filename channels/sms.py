@@ -287,7 +287,7 @@ class SmsChannel:
                       type(exc).__name__)
             if screen is None and progress.kind in SCREENED:
                 screen = asyncio.create_task(self.gateway.screen(message))
-            return await self._unqueued_reply(key, progress, screen)
+            return await self._unqueued_reply(key, message, progress, screen)
         finally:
             writing.cancel()   # only if this request itself was cancelled; a no-op otherwise
         if screen is not None:
@@ -324,7 +324,8 @@ class SmsChannel:
             return
         log.info("sms queued conversation=%s kind=%s", key, progress.kind)
 
-    async def _unqueued_reply(self, key: str, progress: _Progress, screen: asyncio.Task | None) -> list[str]:
+    async def _unqueued_reply(self, key: str, message: InboundMessage, progress: _Progress,
+                              screen: asyncio.Task | None) -> list[str]:
         if progress.opted_out:
             return [self.texts.opted_out]
         if progress.opted_in:
@@ -340,6 +341,7 @@ class SmsChannel:
         if result is not None and result.escalate:
             log.warning("sms emergency reply without state conversation=%s outcome=%s rules=%s", key,
                         result.outcome, result.rule)
+            await self.gateway.record_reply_without_state(message, result)
             return [for_sms(r.text) for r in result.replies]
         return [StoreUnavailable.patient_message]
 
