@@ -91,9 +91,12 @@ def make_engine(url: str | None = None) -> Engine:
     url = url or default_database_url()
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    kwargs = {"pool_pre_ping": True}
+    # Bounded waits everywhere: a hanging database must not hold a patient's reply for long.
+    kwargs = {"pool_pre_ping": True, "pool_timeout": 5}
     if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
+    elif url.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": 5, "options": "-c statement_timeout=5000"}
     engine = create_engine(url, **kwargs)
     metadata.create_all(engine)
     return engine

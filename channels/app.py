@@ -7,7 +7,8 @@ import hmac
 import json
 import logging
 import re
-from contextlib import asynccontextmanager
+import time
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -54,11 +55,17 @@ def error_headers(exc: CareLineError) -> dict[str, str] | None:
     return {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
 
 
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def client_ip(request_or_ws, trust_forwarded: bool) -> str:
     if trust_forwarded:
         forwarded = request_or_ws.headers.get("x-forwarded-for")
         if forwarded:
-            return forwarded.split(",")[0].strip()
+            # the last hop is the one our proxy added; the ones before it are the client's to invent
+            return forwarded.split(",")[-1].strip()
     return request_or_ws.client.host if request_or_ws.client else "unknown"
 
 
@@ -84,55 +91,55 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        async with AsyncExitStack() as cleanup:   # whatever was started is stopped, even if start-up fails
+            await _start_services(app, cleanup)
+            yield
+
+    async def _start_services(app: FastAPI, cleanup: AsyncExitStack) -> None:
+        state = app.state
         # Every Redis call gives up after redis_timeout_seconds: a hanging Redis must not hold a patient.
         redis = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
                                socket_connect_timeout=settings.redis_timeout_seconds, retry_on_timeout=False)
+        cleanup.push_async_callback(redis.aclose)
         rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout_seconds,
                           settings.rasa_connect_retries)
-        store = ConversationStore(redis, settings.redis_key_prefix, settings.retention_seconds,
-                                  settings.transcript_max_items, settings.dedupe_ttl_seconds)
-        app.state.redis = redis
-        app.state.rasa = rasa
-        app.state.store = store
-        app.state.limits = RateLimits(settings.redis_url, settings.redis_key_prefix, settings.rate_limit_conversation,
-                                      settings.rate_limit_client, settings.redis_timeout_seconds)
+        cleanup.push_async_callback(rasa.aclose)
+        state.http = httpx.AsyncClient(timeout=3.0)
+        cleanup.push_async_callback(state.http.aclose)
+        state.redis, state.rasa = redis, rasa
+        state.store = ConversationStore(redis, settings.redis_key_prefix, settings.retention_seconds,
+                                        settings.transcript_max_items, settings.dedupe_ttl_seconds)
+        state.limits = RateLimits(settings.redis_url, settings.redis_key_prefix, settings.rate_limit_conversation,
+                                  settings.rate_limit_client, redis=redis)
         from careline.db import make_engine
         from channels.audit import SafetyAudit
         engine = make_engine(settings.database_url)
-        app.state.audit = SafetyAudit(engine)
+        cleanup.callback(engine.dispose)
+        state.audit = SafetyAudit(engine)
         isolated = None
         if screen is None:
             isolated = IsolatedScreen(settings.screen_workers, settings.screen_timeout_seconds)
+            cleanup.callback(isolated.close)
             await isolated.warm_up()
-        app.state.screen = screen or isolated
-        app.state.cipher = Cipher(settings.data_encryption_key)
-        app.state.gateway = Gateway(store, rasa, settings.conversation_secret, app.state.screen,
-                                    settings.max_message_chars, audit=app.state.audit, cipher=app.state.cipher)
+        state.screen = screen or isolated
+        state.screen_check = (0.0, False)
+        state.cipher = Cipher(settings.data_encryption_key)
+        state.gateway = Gateway(state.store, rasa, settings.conversation_secret, state.screen,
+                                settings.max_message_chars, audit=state.audit, cipher=state.cipher)
         # Retention: everything about a conversation goes RETENTION_DAYS after its first message.
         from channels.privacy import run_periodically
-        retention = asyncio.create_task(run_periodically(redis, engine, settings, interval=3600,
-                                                         cipher=app.state.cipher), name="retention-sweep")
-        app.state.http = httpx.AsyncClient(timeout=3.0)
-        app.state.sms = None
+        retention = asyncio.create_task(run_periodically(redis, engine, settings, interval=3600, cipher=state.cipher),
+                                        name="retention-sweep")
+        cleanup.push_async_callback(_cancel, retention)
+        state.sms = None
         if settings.sms_enabled:
             # Twilio sends and SQL writes run in threads: room for every shard and the webhooks.
             from concurrent.futures import ThreadPoolExecutor
             asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4 * settings.sms_shards + 8))
-            app.state.sms = build_sms_channel(settings, redis, app.state.gateway, engine)
-            await app.state.sms.start()
+            state.sms = build_sms_channel(settings, redis, state.gateway, engine)
+            cleanup.push_async_callback(state.sms.stop)
+            await state.sms.start()
             log.info("sms channel on shards=%d", settings.sms_shards)
-        try:
-            yield
-        finally:
-            if app.state.sms is not None:
-                await app.state.sms.stop()
-            retention.cancel()
-            await asyncio.gather(retention, return_exceptions=True)
-            await rasa.aclose()
-            await app.state.http.aclose()
-            await redis.aclose()
-            if isolated is not None:
-                isolated.close()
 
     # The interactive API docs are for development: a production gateway does not describe itself.
     docs = {} if not settings.production else {"docs_url": None, "redoc_url": None, "openapi_url": None}
@@ -151,8 +158,15 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
     async def _careline_error(_request: Request, exc: CareLineError) -> JSONResponse:
         return JSONResponse(error_body(exc), status_code=exc.status_code, headers=error_headers(exc))
 
-    async def limit(state, scope: str, identity: str) -> None:
-        await state.limits.check(scope, identity)
+    async def within_conversation_limit(state, message: InboundMessage) -> None:
+        """Over the conversation's rate limit, a message is refused unless it is an emergency: a
+        flagged message always goes through (the screen runs in any case, and is cheap)."""
+        try:
+            await state.limits.check("conversation", state.gateway.key_for(message.channel, message.address))
+        except RateLimited:
+            result = await state.gateway.screen(message)
+            if result is None or not result.escalate:
+                raise
 
     # --- health ----------------------------------------------------------------------------
     @app.get("/healthz")
@@ -177,11 +191,17 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
                 return False
 
         async def screen_ok() -> bool:
+            # at most one check every 5 s: hammering /readyz must not take the workers from patients
+            checked_at, ok = state.screen_check
+            if time.monotonic() - checked_at < 5:
+                return ok
             try:
                 await state.screen.screen(InboundMessage("web", "readyz", "readiness check"))
-                return True
+                ok = True
             except Exception:
-                return False
+                ok = False
+            state.screen_check = (time.monotonic(), ok)
+            return ok
 
         r, a, s, sc = await asyncio.gather(redis_ok(), state.rasa.ready(), actions_ok(), screen_ok())
         checks = {"redis": r, "rasa": a, "action_server": s, "safety_screen": sc}
@@ -203,7 +223,7 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
         state = request.app.state
-        await limit(state, "client", state.gateway.key_for("ip", client_ip(request, settings.trust_forwarded_headers)))
+        await state.limits.check("client", state.gateway.key_for("ip", client_ip(request, settings.trust_forwarded_headers)))
         raw = await read_body_capped(request, settings.max_body_bytes)
         try:
             body = json.loads(raw)
@@ -222,9 +242,10 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         render = body.get("render", "web")
         if render not in ("web", "sms"):
             raise InvalidMessage("render must be \"web\" or \"sms\"")
-        await limit(state, "conversation", state.gateway.key_for("api", conversation_id))
-        result = await request.app.state.gateway.handle(
-            InboundMessage("api", conversation_id, body["text"], message_id, {"format": render}))
+        message = InboundMessage("api", conversation_id, body["text"], message_id, {"format": render})
+        if isinstance(message.text, str):
+            await within_conversation_limit(state, message)
+        result = await state.gateway.handle(message)
         return JSONResponse({"conversation_id": conversation_id, "owner": result.owner.value,
                              "messages": [m.to_dict() for m in result.replies]})
 
@@ -306,13 +327,16 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         try:
             if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 128):
                 raise InvalidMessage("client_message_id must be a short string")
-            await limit(state, "client", client)
-            await limit(state, "conversation", gateway.key_for("web", token))
-            result = await gateway.handle(InboundMessage("web", token, data.get("text"), client_id))
+            await state.limits.check("client", client)
+            message = InboundMessage("web", token, data.get("text"), client_id)
+            if isinstance(message.text, str):
+                await within_conversation_limit(state, message)
+            result = await gateway.handle(message)
         except CareLineError as exc:
-            await ws.send_json({"type": "error", "client_message_id": client_id, **error_body(exc),
+            body = error_body(exc)
+            await ws.send_json({"type": "error", "client_message_id": client_id, **body,
                                 **({"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {})})
-            for m in error_body(exc).get("messages", []):
+            for m in body.get("messages", []):
                 await ws.send_json({"type": "message", "role": "system", **m})
             return
         await ws.send_json({"type": "ack", "client_message_id": client_id, "owner": result.owner.value})

@@ -9,16 +9,15 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from careline.db import sms_consent, sms_delivery
+from channels.errors import STATE_ERRORS
 
 log = logging.getLogger(__name__)
 
 # What a failing Redis raises (redis-py's errors and timeouts, the OS's).
-STATE_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 class SmsRecords:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+# Failures of the state stores: Redis (with its timeouts), SQL, and the OS under them.
+STATE_ERRORS = (RedisError, SQLAlchemyError, OSError, TimeoutError)
+
 
 class CareLineError(Exception):
     status_code = 500

@@ -22,6 +22,9 @@ class InboundMessage:
     # Idempotency key from the channel (client message id, Twilio MessageSid); None when it has none.
     message_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What the idempotency key is bound to, when not `text`: the SMS as the patient sent it, before
+    # a numbered reply was mapped to its option (the mapping may differ on a retry).
+    dedupe_text: str | None = None
 
 
 @dataclass(frozen=True)

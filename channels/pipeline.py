@@ -16,10 +16,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from channels.errors import (DuplicateInProgress, IdempotencyConflict, InvalidMessage, MessageTooLong,
-                             StoreUnavailable, UpstreamUnavailable)
+from channels.errors import (STATE_ERRORS, CareLineError, DuplicateInProgress, IdempotencyConflict,
+                             InvalidMessage, MessageTooLong, StoreUnavailable, UpstreamUnavailable)
 from channels.messages import InboundMessage, OutboundMessage
 from channels.pseudonym import conversation_key
 from channels.rasa_client import RasaClient
@@ -39,22 +37,20 @@ SCREEN_FAILED_MESSAGE = OutboundMessage(
     f"Sorry, I couldn't check your message safely, so I've passed it to our staff. {EMERGENCY_LINE}",
     role="system")
 
-# Failures of the state stores (Redis, with its timeouts; the OS under them).
-STATE_ERRORS = (RedisError, OSError, TimeoutError)
-
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t]+")
 
 
-def normalise_text(text: Any, max_chars: int) -> str:
-    """NFC, no control characters, trimmed; raises a named error on empty or over-long input."""
+def normalise_text(text: Any, max_chars: int | None) -> str:
+    """NFC, no control characters, trimmed; raises a named error on empty or over-long input
+    (`max_chars` None: no length check)."""
     if not isinstance(text, str):
         raise InvalidMessage("text must be a string")
     text = _CONTROL_CHARS.sub("", unicodedata.normalize("NFC", text))
     text = _SPACES.sub(" ", text).strip()
     if not text:
         raise InvalidMessage("text must not be empty")
-    if len(text) > max_chars:
+    if max_chars is not None and len(text) > max_chars:
         raise MessageTooLong(f"text is longer than {max_chars} characters")
     return text
 
@@ -92,15 +88,22 @@ class Gateway:
         await self._audit(self.key_for(message.channel, message.address), message, result, None, None)
 
     async def handle(self, message: InboundMessage) -> HandleResult:
-        text = normalise_text(message.text, self.max_message_chars)
-        message = InboundMessage(message.channel, message.address, text, message.message_id, message.metadata)
+        text = normalise_text(message.text, None)
+        message = InboundMessage(message.channel, message.address, text, message.message_id, message.metadata,
+                                 message.dedupe_text)
         key = self.key_for(message.channel, message.address)
         result = await self._screen(key, message)
+        flagged = result is not None and result.escalate
+        if len(text) > self.max_message_chars and not flagged:
+            # too long to answer, but screened all the same: a crisis is never told "too long"
+            raise MessageTooLong(f"text is longer than {self.max_message_chars} characters")
         try:
             return await self._handle_with_state(key, message, result)
-        except STATE_ERRORS as exc:
-            log.error("state store unavailable conversation=%s error=%s", key, type(exc).__name__)
-            if result is not None and result.escalate:
+        except CareLineError:
+            raise
+        except Exception as exc:  # a flagged message gets its emergency reply whatever else failed
+            log.error("turn failed conversation=%s error=%s", key, type(exc).__name__)
+            if flagged:
                 await self._audit(key, message, result, None, None)
                 return HandleResult(key, Owner.WAITING_FOR_STAFF, list(result.replies), degraded=True)
             raise StoreUnavailable() from exc
@@ -113,7 +116,7 @@ class Gateway:
     async def _handle_with_state(self, key: str, message: InboundMessage,
                                  result: ScreenResult | None) -> HandleResult:
         owner = await self.store.ensure(key, message.channel, self._address_at_rest(message))
-        text_digest = digest(message.text)
+        text_digest = digest(message.dedupe_text or message.text)
         if message.message_id:
             claim = await self.store.claim(key, message.message_id, text_digest)
             if claim.conflict:

@@ -38,12 +38,11 @@ from sqlalchemy.engine import Engine
 from careline.db import CONVERSATION_DATA, KEPT_RECORDS, privacy_audit, sms_delivery
 from channels.crypto import Cipher, DecryptError
 from channels.pseudonym import conversation_key
+from channels.store import RASA_KEY_PREFIX
 
 log = logging.getLogger(__name__)
 
 CHANNELS = ("sms", "web", "api")
-# Rasa's key_prefix in bot/endpoints.yml (Rasa adds ":tracker:" and ":lock:").
-RASA_KEY_PREFIX = "careline"
 # A pseudonym inside a key name: channel[:3] + "-" + 32 hex digits (channels.pseudonym).
 PSEUDONYM = re.compile(r"(?<![0-9A-Za-z])[a-z]{3}-[0-9a-f]{32}(?![0-9a-f])")
 
@@ -410,9 +409,10 @@ class Privacy:
         cutoff_ms = int(cutoff * 1000)
         counts["staff_queue_entries"] = await self._xdel_where(
             self._k("staff", "queue"), lambda eid, f: f.get("conversation") in gone or _stream_ms(eid) < cutoff_ms)
+        # Only entries older than the retention: a message queued since is a patient writing again
+        # (a new conversation), and must still be answered.
         async for stream in r.scan_iter(match=self._k("sms", "in", "*"), count=1000, _type="stream"):
-            counts["sms_queue_entries"] += await self._xdel_where(
-                _s(stream), lambda eid, f: _stream_ms(eid) < cutoff_ms or (bool(gone) and self._sms_entry_key(f) in gone))
+            counts["sms_queue_entries"] += await self._xdel_where(_s(stream), lambda eid, f: _stream_ms(eid) < cutoff_ms)
         old_rows = await asyncio.to_thread(self._delete_sql, None, datetime.fromtimestamp(cutoff, UTC))
         for table, n in old_rows.items():
             counts[f"sql_{table}"] += n

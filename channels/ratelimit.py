@@ -17,10 +17,13 @@ log = logging.getLogger(__name__)
 
 
 class RateLimits:
-    def __init__(self, redis_url: str, prefix: str, per_conversation: str, per_client: str, timeout: float = 2.0):
-        # redis-py's asyncio client (already a dependency) rather than the library's default, coredis
-        self.storage = RedisStorage(redis_url, implementation="redispy", key_prefix=f"{prefix}:ratelimit",
-                                    socket_timeout=timeout, socket_connect_timeout=timeout)
+    def __init__(self, redis_url: str, prefix: str, per_conversation: str, per_client: str, timeout: float = 2.0,
+                 redis=None):
+        # redis-py's asyncio client (already a dependency) rather than the library's default, coredis;
+        # with `redis`, the gateway's own connection pool (and its timeouts) instead of a second one
+        options = ({"connection_pool": redis.connection_pool} if redis is not None else
+                   {"socket_timeout": timeout, "socket_connect_timeout": timeout})
+        self.storage = RedisStorage(redis_url, implementation="redispy", key_prefix=f"{prefix}:ratelimit", **options)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.limits = {"conversation": parse_many(per_conversation), "client": parse_many(per_client)}
 

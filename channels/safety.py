@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -97,9 +96,10 @@ def worker_screen(text: str, channel: str) -> ScreenResult | None:
 class IsolatedScreen:
     """The red-flag screen in worker processes with a deadline per message. The rules run in linear
     time by construction (knowledge.safe_regex); this is the second wall: a message that still
-    takes too long fails closed (the caller escalates it) and its worker is killed and replaced,
-    while the event loop and every other conversation go on. `work` is the function the workers
-    run (module-level, picklable); tests pass a slow one."""
+    takes too long fails closed (the caller escalates it) and its workers are killed and replaced,
+    while the event loop and every other conversation go on. A worker that dies is replaced the
+    same way. `work` is the function the workers run (module-level, picklable); tests pass a slow
+    one. Everything here runs on the event loop's thread."""
 
     def __init__(self, workers: int = 2, timeout: float = 2.0,
                  work: Callable[[str, str], ScreenResult | None] = worker_screen,
@@ -109,7 +109,6 @@ class IsolatedScreen:
         self.timeout = timeout
         self.work = work
         self.initializer = initializer
-        self._lock = threading.Lock()
         self._pool = self._new_pool()
         self._screened = 0
         self._rotation: asyncio.Task | None = None
@@ -120,28 +119,35 @@ class IsolatedScreen:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=self.initializer)
 
+    def _start(self, pool: ProcessPoolExecutor) -> list[Future]:
+        """Spawn the pool's workers and load the rules now, not on the next patient's message."""
+        return [pool.submit(self.work, "warm up", "web") for _ in range(self.workers)]
+
     async def warm_up(self) -> None:
         """Start every worker and load the rules before the first patient message."""
-        await asyncio.gather(*(self._run("warm up", "web", 120.0) for _ in range(self.workers)))
+        await asyncio.gather(*map(asyncio.wrap_future, self._start(self._pool)))
 
     async def screen(self, message: InboundMessage) -> ScreenResult | None:
         try:
-            return await self._run(message.text, render_channel(message), self.timeout)
+            return await self._run(message.text, render_channel(message))
         except BrokenProcessPool:
-            # a worker was killed for another message's overrun: once more on the new pool
-            return await self._run(message.text, render_channel(message), self.timeout)
+            # a worker died (or was killed for another message's overrun): once more on new workers
+            return await self._run(message.text, render_channel(message))
 
-    async def _run(self, text: str, channel: str, timeout: float) -> ScreenResult | None:
+    async def _run(self, text: str, channel: str) -> ScreenResult | None:
         pool = self._pool
         self._screened += 1
         if self._screened >= self.max_tasks and self._rotation is None:
             self._rotation = asyncio.create_task(self._rotate())
-        future = pool.submit(self.work, text, channel)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            future = pool.submit(self.work, text, channel)
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
         except TimeoutError:
-            self._recycle(pool)
-            raise ScreenTimeout(f"no decision within {timeout:.1f}s") from None
+            self._replace(pool, "a worker overran its deadline")
+            raise ScreenTimeout(f"no decision within {self.timeout:.1f}s") from None
+        except BrokenProcessPool:
+            self._replace(pool, "a worker died")
+            raise
 
     async def _rotate(self) -> None:
         """Replace the workers after `max_tasks` messages, the new ones warmed up before they take
@@ -149,28 +155,28 @@ class IsolatedScreen:
         attacker's corpus would otherwise keep the workers large."""
         fresh = self._new_pool()
         try:
-            await asyncio.gather(*(asyncio.wrap_future(fresh.submit(self.work, "warm up", "web"))
-                                   for _ in range(self.workers)))
-        except Exception:
+            await asyncio.gather(*map(asyncio.wrap_future, self._start(fresh)))
+        except BaseException:  # cancelled (close) or failed: the fresh workers go too
             fresh.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
             self._rotation = None
-        with self._lock:
-            old, self._pool = self._pool, fresh
-            self._screened = 0
+        old, self._pool, self._screened = self._pool, fresh, 0
         old.shutdown(wait=False)  # messages already on the old workers finish there
 
-    def _recycle(self, pool: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if pool is not self._pool:
-                return
-            self._pool = self._new_pool()
-            self.recycled += 1
-        log.error("safety screen worker overran its deadline: workers replaced")
-        for process in list(getattr(pool, "_processes", {}).values()):
+    def _replace(self, pool: ProcessPoolExecutor, why: str) -> None:
+        """Kill `pool`'s workers (a runaway keeps its CPU otherwise) and, if it is still the one in
+        use, put fresh workers in its place, started at once."""
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
+        if pool is self._pool:
+            self._pool = self._new_pool()
+            self._start(self._pool)
+            self.recycled += 1
+            log.error("safety screen: %s; workers replaced", why)
 
     def close(self) -> None:
+        if self._rotation is not None:
+            self._rotation.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)

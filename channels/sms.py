@@ -62,12 +62,11 @@ from xml.sax.saxutils import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
-from sqlalchemy.exc import SQLAlchemyError
+from redis.exceptions import ResponseError
 
 from channels.consent import SmsRecords
 from channels.crypto import Cipher, DecryptError
-from channels.errors import (CareLineError, DuplicateInProgress, InvalidMessage, PayloadTooLarge,
+from channels.errors import (STATE_ERRORS, CareLineError, DuplicateInProgress, InvalidMessage, PayloadTooLarge,
                              StoreUnavailable)
 from channels.http_limits import read_body_capped
 from channels.messages import InboundMessage, OutboundMessage
@@ -82,9 +81,7 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 MAX_SEND = 320
 # An entry handled (and failed or crashed) this many times gets the failure notice and is dropped.
 MAX_DELIVERIES = 5
-STREAM_MAXLEN = 1_000_000
 # What a failing Redis or SQL raises (redis-py's errors and timeouts, SQLAlchemy's, the OS's).
-STATE_ERRORS = (RedisError, SQLAlchemyError, OSError, TimeoutError)
 # Kinds whose text the safety screen reads at the webhook when the queue cannot be written (the
 # worker screens every message it handles), and how long a write may take before the screen
 # starts alongside it: a healthy webhook screens nothing twice; a hanging Redis costs no extra wait.
@@ -155,10 +152,11 @@ class LeaseLost(Exception):
 
 
 # The queue entry and the MessageSid mark, together or not at all. XADD comes first: if it fails
-# (out of memory), nothing was written and Twilio's retry queues the message.
+# (out of memory), nothing was written and Twilio's retry queues the message. No MAXLEN: a trim
+# would drop unanswered messages (answered ones are deleted; Redis runs with noeviction).
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
 redis.call('SET', KEYS[1], id, 'EX', tonumber(ARGV[1]))
 return id
 """
@@ -318,7 +316,7 @@ class SmsChannel:
                  "kind": progress.kind, "received": repr(time.time())}
         flat = [x for pair in entry.items() for x in pair]
         queued = await self._enqueue(keys=[mark, self._stream(self.shard_of(key))],
-                                     args=[self.dedupe_ttl, STREAM_MAXLEN, *flat])
+                                     args=[self.dedupe_ttl, *flat])
         if queued is None:
             log.info("sms duplicate webhook conversation=%s", key)
             return
@@ -689,7 +687,10 @@ class SmsChannel:
             raise
         except Exception as exc:  # recorded, so the message is never silently lost
             log.error("sms turn failed conversation=%s error=%s", key, type(exc).__name__)
-            await self.records.failed(key, data.get("sid"), "not_answered", type(exc).__name__)
+            try:
+                await self.records.failed(key, data.get("sid"), "not_answered", type(exc).__name__)
+            except STATE_ERRORS as exc2:  # SQL down too: the patient is still told
+                log.error("sms failure not recorded conversation=%s error=%s", key, type(exc2).__name__)
             try:
                 await self._deliver(key, data, [self.texts.failed], tag="n")
             except LeaseLost:
@@ -715,11 +716,10 @@ class SmsChannel:
         if kind == "media_only":
             await self._deliver(key, data, [self.texts.media_only])
             return
-        if kind == "too_long":
-            await self._deliver(key, data, [self.texts.too_long(self.max_chars)])
-            return
-        if kind == "confirm_stop":
-            await self._deliver(key, data, [self.texts.confirm_stop])
+        if kind in ("too_long", "confirm_stop") and not await self._flagged(data):
+            # a crisis in a long message or in "stop texting me, I want to die" goes on to the gateway
+            await self._deliver(key, data, [self.texts.too_long(self.max_chars) if kind == "too_long"
+                                            else self.texts.confirm_stop])
             return
         body = data["body"]
         if body.strip().upper() in ("MORE", "MORE.", "MORE!"):
@@ -732,7 +732,8 @@ class SmsChannel:
             payload = map_numbered_reply(body, json.loads(options))
             if payload is not None:
                 body = payload
-        message = InboundMessage("sms", data["from"], body, data["sid"], {"format": "sms"})
+        # bound to the text as sent: a numbered reply may map to another option on a retry
+        message = InboundMessage("sms", data["from"], body, data["sid"], {"format": "sms"}, dedupe_text=data["body"])
         try:
             try:
                 result = await self.gateway.handle(message)
@@ -748,9 +749,15 @@ class SmsChannel:
             await self._deliver(key, data, [f"Sorry, I couldn't read that: {exc}"])
             return
         except CareLineError as exc:
-            await self._deliver(key, data, [exc.patient_message], tag="n")
+            replies = [m.text for m in getattr(exc, "replies", None) or ()] or [exc.patient_message]
+            await self._deliver(key, data, replies, tag="n")
             return
         await self._send_replies(key, data, result.replies)
+
+    async def _flagged(self, data: dict[str, str]) -> bool:
+        result = await self.gateway.screen(InboundMessage("sms", data["from"], data["body"], data["sid"],
+                                                          {"format": "sms"}))
+        return result is not None and result.escalate
 
     async def _get_secret(self, redis_key: str) -> str | None:
         """A value kept encrypted between messages (MORE, options); absent if unreadable."""

@@ -38,6 +38,8 @@ class Owner(StrEnum):
 
 
 PENDING = "pending"
+# Rasa's key_prefix for its tracker and lock stores (bot/endpoints.yml), whatever the gateway's prefix.
+RASA_KEY_PREFIX = "careline"
 
 # Staff priority: a safety-screen emergency or crisis first, then urgent triage, then the rest.
 PRIORITY_RANK = {"emergency": 0, "crisis": 0, "screen_error": 0, "urgent": 1, "normal": 2}
@@ -57,7 +59,7 @@ def token_hash(token: str) -> str:
 
 
 # First sight: created_at, owner and channel once, an expiry that later messages never extend, and
-# an entry in the retention index. The encrypted address (SMS) is refreshed on every message.
+# an entry in the retention index, and the encrypted address (SMS) once.
 _ENSURE = """
 local ck, rk = KEYS[1], KEYS[2]
 if redis.call('HSETNX', ck, 'created_at', ARGV[1]) == 1 then
@@ -69,7 +71,7 @@ if redis.call('HSETNX', ck, 'created_at', ARGV[1]) == 1 then
   redis.call('EXPIRE', ck, tonumber(ARGV[2]))
   redis.call('ZADD', rk, ARGV[1], ARGV[5])
 end
-if ARGV[4] ~= '' then redis.call('HSET', ck, 'address_enc', ARGV[4]) end
+if ARGV[4] ~= '' then redis.call('HSETNX', ck, 'address_enc', ARGV[4]) end
 return redis.call('HGET', ck, 'owner')
 """
 
@@ -110,7 +112,7 @@ class ConversationStore:
         """Register a conversation on first sight and return its owner. `address_enc` is kept only
         where the address is needed to reply (SMS), and only encrypted."""
         owner = await self._ensure(keys=[self._k("conv", key), self._k("retention"),
-                                         self._k("tracker", key), self._k("lock", key)],
+                                         f"{RASA_KEY_PREFIX}:tracker:{key}", f"{RASA_KEY_PREFIX}:lock:{key}"],
                                    args=[repr(time.time()), self.retention, channel, address_enc or "", key])
         return Owner(_s(owner))
 

@@ -166,4 +166,5 @@ def test_health_and_readiness(api):
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"redis": True, "rasa": True, "action_server": True}
+    assert ready.json()["checks"] == {"redis": True, "rasa": True, "action_server": True, "safety_screen": True,
+                                      "sms_workers": True}

@@ -192,6 +192,14 @@ def test_crisis_message_over_sms(twilio, stack, number):
     assert "988" in body
 
 
+def test_a_crisis_is_answered_even_in_a_stop_texting_or_over_long_message(twilio, stack, number):
+    body = " ".join(converse(twilio, stack, number, "stop texting me i want to kill myself"))
+    assert "988" in body and "Reply STOP to unsubscribe" not in body
+    long = "my day was long and " * 120 + "i am going to kill myself tonight"
+    body = " ".join(converse(twilio, stack, number, long))
+    assert "988" in body and "too long" not in body
+
+
 def test_status_callbacks_are_verified_and_recorded(twilio, stack, number):
     send(twilio, stack, number, "what are your hours on saturday")
     sid = twilio.wait_for(1, to=number)[0].sid

@@ -55,6 +55,8 @@ def test_a_pathological_message_neither_stalls_its_conversation_nor_anyone_else(
         thread.join()
     assert resp.status_code == 200 and elapsed < 10
     assert probes and max(probes) < 1.0, "the event loop was blocked"
+    # decided by the rules in time (linear-time engine), not by the deadline's fail-closed reply
+    assert "couldn't check your message safely" not in texts(resp.json())
 
 
 # --- 5. limits and origins -------------------------------------------------------------------
@@ -87,6 +89,21 @@ def test_a_conversation_sending_too_fast_gets_429_with_a_reason(api):
     body = limited[0].json()
     assert body["error"] == "rate_limited" and "20 messages a minute" in body["detail"]
     assert int(limited[0].headers["retry-after"]) >= 1
+
+
+def test_an_emergency_goes_through_over_the_rate_limit_and_in_an_over_long_message(api):
+    cid = f"sec-{uuid.uuid4().hex}"
+    for _ in range(20):
+        api.post("/api/messages", json={"conversation_id": cid, "text": "hi"})
+    assert api.post("/api/messages", json={"conversation_id": cid, "text": "hi"}).status_code == 429
+    flagged = api.post("/api/messages", json={"conversation_id": cid, "text": "crushing chest pain and I cant breathe"})
+    assert flagged.status_code == 200 and "911" in texts(flagged.json())
+    assert flagged.json()["owner"] == "waiting_for_staff"
+    long = "I have been feeling low for a while and " * 60 + "I am going to kill myself tonight"
+    resp = api.post("/api/messages", json={"conversation_id": f"sec-{uuid.uuid4().hex}", "text": long})
+    assert resp.status_code == 200 and "988" in texts(resp.json())
+    calm = api.post("/api/messages", json={"conversation_id": f"sec-{uuid.uuid4().hex}", "text": "hello " * 500})
+    assert calm.status_code == 413 and calm.json()["error"] == "message_too_long"
 
 
 def test_a_websocket_frame_over_the_cap_is_refused(stack):

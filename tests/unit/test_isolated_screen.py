@@ -25,6 +25,14 @@ def no_rules() -> None:
     return None
 
 
+def crashing(text: str, channel: str):
+    """A worker that dies (out of memory, a crash in the regex library)."""
+    if text.startswith("crash"):
+        import os
+        os._exit(1)
+    return None
+
+
 @pytest.fixture
 def screen():
     s = IsolatedScreen(workers=2, timeout=1.0, work=catastrophic, initializer=no_rules)
@@ -84,5 +92,22 @@ async def test_workers_are_replaced_after_many_messages_without_a_gap():
             assert await screen.screen(InboundMessage("web", "a", f"hello {i}")) is None
             await asyncio.sleep(0.05)
         assert screen._pool is not first and screen.recycled == 0
+    finally:
+        screen.close()
+
+
+async def test_a_worker_that_dies_is_replaced_and_the_message_still_screened():
+    screen = IsolatedScreen(workers=2, timeout=5.0, work=crashing, initializer=no_rules)
+    try:
+        await screen.warm_up()
+        with pytest.raises(Exception):
+            await screen.screen(InboundMessage("web", "a", "crash now"))  # dies again on the retry
+        assert screen.recycled >= 1
+        for i in range(5):  # the screen works again: not broken for good
+            assert await screen.screen(InboundMessage("web", "b", f"hello {i}")) is None
+        gateway = Gateway(store=None, rasa=None, secret="s" * 32, screen=screen)
+        failed = await gateway.screen(InboundMessage("web", "c", "crash again"))
+        assert failed.escalate and failed.outcome == "screen_error"   # fails closed
+        assert await screen.screen(InboundMessage("web", "b", "hello")) is None
     finally:
         screen.close()

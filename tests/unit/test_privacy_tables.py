@@ -73,7 +73,5 @@ def test_rasa_tracker_expiry_backstop_is_the_retention():
     endpoints = yaml.safe_load((ROOT / "bot" / "endpoints.yml").read_text())
     record_exp = endpoints["tracker_store"].get("record_exp")
     assert record_exp, "bot/endpoints.yml must keep record_exp as a backstop to the retention sweep"
-    if isinstance(record_exp, str) and record_exp.startswith("${"):
-        return  # set from the environment by the supervisor
     default = Settings.model_fields["retention_days"].default * 24 * 3600
     assert int(record_exp) == default

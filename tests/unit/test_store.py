@@ -7,7 +7,7 @@ import pytest
 from redis.asyncio import Redis
 
 from channels.messages import Button, OutboundMessage
-from channels.store import ConversationStore, Owner, digest
+from channels.store import RASA_KEY_PREFIX, ConversationStore, Owner, digest
 
 
 @pytest.fixture
@@ -103,11 +103,14 @@ async def test_web_tokens_are_issued_by_the_server_and_kept_as_a_hash(store):
 
 
 async def test_a_conversation_that_expired_before_the_sweep_starts_afresh(store):
-    await store.ensure("c1", "web")
-    await store.redis.set(store._k("tracker", "c1"), "{}")   # Rasa's tracker of that conversation
-    await store.redis.delete(store._k("conv", "c1"))        # its state expired
-    await store.ensure("c1", "web")
-    assert not await store.redis.exists(store._k("tracker", "c1"))
-    await store.redis.set(store._k("tracker", "c1"), "{}")
-    await store.ensure("c1", "web")                          # an ongoing conversation keeps its tracker
-    assert await store.redis.exists(store._k("tracker", "c1"))
+    key = f"c-{uuid.uuid4().hex}"
+    tracker = f"{RASA_KEY_PREFIX}:tracker:{key}"     # Rasa's prefix, whatever the gateway's
+    await store.ensure(key, "web")
+    await store.redis.set(tracker, "{}")            # Rasa's tracker of that conversation
+    await store.redis.delete(store._k("conv", key))  # its state expired
+    await store.ensure(key, "web")
+    assert not await store.redis.exists(tracker)
+    await store.redis.set(tracker, "{}")
+    await store.ensure(key, "web")                   # an ongoing conversation keeps its tracker
+    assert await store.redis.exists(tracker)
+    await store.redis.delete(tracker)
