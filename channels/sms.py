@@ -161,6 +161,14 @@ redis.call('SET', KEYS[1], id, 'EX', tonumber(ARGV[1]))
 return id
 """
 
+# Delete a consumer only if nothing is pending for it, checked and done at once.
+_FORGET_CONSUMER = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
+
 # Take a free lease, or keep (and extend) one this process holds.
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
@@ -226,6 +234,7 @@ class SmsChannel:
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._forget_consumer = redis.register_script(_FORGET_CONSUMER)
         timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
         # a blocking read must return before the client's socket timeout
         self._block_ms = int(min(1.0, timeout / 2 if timeout else 1.0) * 1000)
@@ -596,8 +605,9 @@ class SmsChannel:
         waiting = [c for c in summary.get("consumers") or () if _s(c["name"]) != self.name and c["pending"]]
         if waiting:
             return False
-        for consumer, pending in others:  # consumers with nothing pending: forget them
-            await self.redis.xgroup_delconsumer(stream, self.group, consumer)
+        for consumer, _pending in others:  # consumers with nothing pending: forget them
+            # in one script: a consumer that read an entry meanwhile keeps it (DELCONSUMER would drop it)
+            await self._forget_consumer(keys=[stream], args=[self.group, consumer])
         return True
 
     async def _others_pending(self, stream: str) -> bool:
