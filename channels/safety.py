@@ -112,6 +112,7 @@ class IsolatedScreen:
         self._pool = self._new_pool()
         self._screened = 0
         self._rotation: asyncio.Task | None = None
+        self._warming: asyncio.Future | None = None
         self.recycled = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -125,7 +126,8 @@ class IsolatedScreen:
 
     async def warm_up(self) -> None:
         """Start every worker and load the rules before the first patient message."""
-        await asyncio.gather(*map(asyncio.wrap_future, self._start(self._pool)))
+        self._warming = asyncio.gather(*map(asyncio.wrap_future, self._start(self._pool)))
+        await self._warming
 
     async def screen(self, message: InboundMessage) -> ScreenResult | None:
         try:
@@ -135,6 +137,10 @@ class IsolatedScreen:
             return await self._run(message.text, render_channel(message))
 
     async def _run(self, text: str, channel: str) -> ScreenResult | None:
+        if self._warming is not None and not self._warming.done():
+            # new workers still starting (after a replacement): the deadline is for the rules, not
+            # for spawning interpreters, so wait for them first
+            await asyncio.wait_for(asyncio.shield(self._warming), 60)
         pool = self._pool
         self._screened += 1
         if self._screened >= self.max_tasks and self._rotation is None:
@@ -172,7 +178,7 @@ class IsolatedScreen:
         pool.shutdown(wait=False, cancel_futures=True)
         if pool is self._pool:
             self._pool = self._new_pool()
-            self._start(self._pool)
+            self._warming = asyncio.gather(*map(asyncio.wrap_future, self._start(self._pool)), return_exceptions=True)
             self.recycled += 1
             log.error("safety screen: %s; workers replaced", why)
 

@@ -911,6 +911,8 @@ def _next_size(k: int, ms: float, last: tuple[int, float] | None, bound_ms: floa
     floor = 0.002   # timer noise, in ms
     per_step = (max(ms, floor) / max(last[1], floor)) ** (1 / (k - last[0]))
     if per_step <= 1.0:
-        return 2 * k
+        # no growth seen, but an earlier measurement may have been inflated by a busy machine:
+        # double only while the time is tiny, then step (a doubling at 10 ms can mean hours)
+        return 2 * k if ms < 0.02 else k + max(1, k // 8)
     room = math.log(max(bound_ms / 2 / max(ms, floor), 1.0)) / math.log(per_step)
     return k + max(1, min(int(room), k, 16))
