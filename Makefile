@@ -18,7 +18,7 @@ MODEL := models/careline.tar.gz
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install train kb run test test-fast bench eval-nlu test-tools clean
+.PHONY: install train kb run lint format validate test test-fast bench eval-nlu test-tools clean
 
 install: $(VENV_RASA)/.installed $(VENV)/.installed
 
@@ -66,9 +66,23 @@ test-tools:
 	      apt-get install -y -q $$need >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $$need >/dev/null; }; \
 	    else echo "Please install:$$need (e.g. sudo apt-get install$$need)"; exit 1; fi; fi
 
-test: install train test-tools kb
+# ruff: lint and format check (configured in pyproject.toml). `make format` applies both.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Rasa's own consistency check of the domain, stories, rules and NLU data (the same files `train` reads).
+validate: $(VENV_RASA)/.installed
+	RASA_TELEMETRY_ENABLED=false $(RASA) data validate -c bot/config.yml -d bot/domain --data bot/data
+
+test: install lint validate train test-tools kb
 	$(VENV)/bin/python -m pytest -q
 
+# The offline unit tier: no Redis, PostgreSQL, Rasa or browser (tests/unit/conftest.py enforces it).
 test-fast: install
 	$(VENV)/bin/python -m pytest -q tests/unit
 

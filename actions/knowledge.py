@@ -16,18 +16,26 @@ from actions.blocking import built_once, in_thread
 
 log = logging.getLogger(__name__)
 
-DIAGNOSIS = re.compile(r"\b(do|could|might|may|can) i (have|has|got)\b|\bam i (sick|dying)\b|\bdo i need to (worry|see)\b"
-                       r"|\bis (it|this) (cancer|serious|a tumou?r)\b|\bdiagnos(e|is) me\b", re.I)
-DOSING = re.compile(r"\b(dose|dosage|dosing|how (much|many) (mg|milligrams|pills|tablets|ml)|mg\b|overdose"
-                    r"|how often (can|should) i take|can i take)\b", re.I)
-ASK_PHARMACIST = ("This is general information, not advice about your dose: please ask your pharmacist "
-                  "or clinician before starting, stopping or changing a medicine.")
+DIAGNOSIS = re.compile(
+    r"\b(do|could|might|may|can) i (have|has|got)\b|\bam i (sick|dying)\b|\bdo i need to (worry|see)\b"
+    r"|\bis (it|this) (cancer|serious|a tumou?r)\b|\bdiagnos(e|is) me\b",
+    re.I,
+)
+DOSING = re.compile(
+    r"\b(dose|dosage|dosing|how (much|many) (mg|milligrams|pills|tablets|ml)|mg\b|overdose"
+    r"|how often (can|should) i take|can i take)\b",
+    re.I,
+)
+ASK_PHARMACIST = (
+    "This is general information, not advice about your dose: please ask your pharmacist "
+    "or clinician before starting, stopping or changing a medicine."
+)
 
 
 @built_once
 def get_retriever():
     """Built on first use (or by the warm-up action), never at import."""
-    from careline.kb import make_retriever
+    from knowledge.answers.vectorstore import make_retriever
 
     root = Path(os.environ.get("CARELINE_ROOT") or Path(__file__).resolve().parents[1])
     return make_retriever(root)
@@ -36,7 +44,7 @@ def get_retriever():
 @built_once
 def get_generator():
     """Optional LLM generation: None unless LLM_MODEL is set. Built on first use, never at import."""
-    from knowledge.generation import make_generator
+    from knowledge.answers.generation import make_generator
 
     return make_generator()
 
@@ -58,7 +66,7 @@ def boundary(text: str) -> str | None:
 def answer_events(text: str, channel: str, focus: str | None) -> tuple[list[dict[str, Any]], list]:
     """Plain function behind the action: (messages to send, slot events). Blocking (retrieval, and
     the LLM call when generation is on): the action runs it in a thread."""
-    from knowledge.answer import decide, render
+    from knowledge.answers.answer import decide, render
 
     if boundary(text) == "diagnosis":
         return [{"response": "utter_cannot_diagnose"}, {"response": "utter_offer_human"}], []
@@ -68,7 +76,9 @@ def answer_events(text: str, channel: str, focus: str | None) -> tuple[list[dict
     if not decision.answer:
         log.info("kb abstain reason=%s top=%.3f", decision.reason, hits[0].score if hits else 0.0)
         messages: list[dict[str, Any]] = [{"response": "utter_kb_abstain"}]
-        related = [h for h in hits if h.score >= retriever.calibration.threshold / 3 and h.metadata.get("kind") == "medical"]
+        related = [
+            h for h in hits if h.score >= retriever.calibration.threshold / 3 and h.metadata.get("kind") == "medical"
+        ]
         buttons = [{"title": "Talk to a person", "payload": "/request_human"}]
         if related:
             title = related[0].metadata.get("title", "")
@@ -78,7 +88,7 @@ def answer_events(text: str, channel: str, focus: str | None) -> tuple[list[dict
     hit = decision.cited[0]
     rendered = render(hit, channel)
     if boundary(text) != "dosing":  # dosing questions keep the source's own words
-        from knowledge.generation import compose
+        from knowledge.answers.generation import compose
 
         rendered, _ = compose(get_generator(), text, hit, channel, rendered)
     log.info("kb answer citation=%s score=%.3f", hit.citation_id, hit.score)
@@ -89,8 +99,11 @@ def answer_events(text: str, channel: str, focus: str | None) -> tuple[list[dict
     if boundary(text) == "dosing":
         messages.append({"text": ASK_PHARMACIST})
     focus_name = hit.metadata.get("focus") if hit.metadata.get("kind") == "medical" else None
-    return messages, [SlotSet("kb_more", rendered.rest or None), SlotSet("kb_focus", focus_name),
-                      SlotSet("kb_citation", hit.citation_id)]
+    return messages, [
+        SlotSet("kb_more", rendered.rest or None),
+        SlotSet("kb_focus", focus_name),
+        SlotSet("kb_citation", hit.citation_id),
+    ]
 
 
 def send(dispatcher: CollectingDispatcher, messages: list[dict[str, Any]]) -> None:

@@ -1,7 +1,7 @@
 """Symptom triage as a Rasa form: `triage_form` asks only the questions that matter for the
 chief complaint (protocols in knowledge/triage/protocols/), then tells the level of care.
 
-Thin actions: the engine (knowledge/triage_engine.py) decides, knowledge/triage_dialogue.py
+Thin actions: the engine (knowledge/triage/engine.py) decides, knowledge/triage/dialogue.py
 words it. Any failure fails closed: the safety line and a person. The engine and the knowledge
 base are blocking work: each action runs its body in a thread (actions/blocking.py).
 """
@@ -27,7 +27,8 @@ DONE = "done"
 
 @built_once
 def engine():
-    from knowledge.triage_engine import default_engine
+    from knowledge.triage.engine import default_engine
+
     return default_engine()
 
 
@@ -38,7 +39,8 @@ def self_care_advice(assessment, channel: str) -> str | None:
     if query:
         try:
             from actions.knowledge import get_retriever
-            from knowledge.answer import decide, render
+            from knowledge.answers.answer import decide, render
+
             retriever = get_retriever()
             hits = retriever.search(query, k=3)
             decision = decide(hits, retriever.calibration.threshold)
@@ -54,7 +56,7 @@ def self_care_advice(assessment, channel: str) -> str | None:
 
 def finish(dispatcher: CollectingDispatcher, tracker: Tracker, state) -> list[dict[str, Any]]:
     """Tell the outcome; hand off to staff on emergency and urgent-with-red-flags."""
-    from knowledge.triage_dialogue import outcome, staff_summary
+    from knowledge.triage.dialogue import outcome, staff_summary
 
     eng = engine()
     assessment = eng.assess(state.facts)
@@ -62,13 +64,25 @@ def finish(dispatcher: CollectingDispatcher, tracker: Tracker, state) -> list[di
     advice = self_care_advice(assessment, channel) if assessment.level == "self_care" else None
     shown = outcome(assessment, state.facts, channel, advice)
     dispatcher.utter_message(text=shown["text"], buttons=shown["buttons"] or None)
-    log.info("triage outcome level=%s complaint=%s rules=%s", assessment.level, assessment.complaint,
-             ",".join(assessment.rules))
+    log.info(
+        "triage outcome level=%s complaint=%s rules=%s",
+        assessment.level,
+        assessment.complaint,
+        ",".join(assessment.rules),
+    )
     if shown["escalate"]:
         dispatcher.utter_message(response="utter_triage_staff_alerted")
-        dispatcher.utter_message(json_message={"careline": {"handoff": {
-            "reason": f"triage:{assessment.level}", "priority": shown["priority"],
-            "summary": staff_summary(assessment, state.facts)}}})
+        dispatcher.utter_message(
+            json_message={
+                "careline": {
+                    "handoff": {
+                        "reason": f"triage:{assessment.level}",
+                        "priority": shown["priority"],
+                        "summary": staff_summary(assessment, state.facts),
+                    }
+                }
+            }
+        )
     return [SlotSet("triage_level", assessment.level)]
 
 
@@ -79,7 +93,8 @@ def fail_closed(dispatcher: CollectingDispatcher) -> list[dict[str, Any]]:
 
 
 def load_state(tracker: Tracker):
-    from knowledge.triage_dialogue import TriageState
+    from knowledge.triage.dialogue import TriageState
+
     return TriageState.from_dict(tracker.get_slot(STATE_SLOT))
 
 
@@ -93,7 +108,8 @@ class ActionAskTriageAnswer(Action):
         return await in_thread(self.ask_next, dispatcher, tracker)
 
     def ask_next(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list:
-        from knowledge.triage_dialogue import TriageState, ask
+        from knowledge.triage.dialogue import TriageState, ask
+
         try:
             eng = engine()
             if tracker.get_slot(STATE_SLOT) is None:  # the form's first turn: read the complaint
@@ -104,8 +120,12 @@ class ActionAskTriageAnswer(Action):
             q = eng.next_question(state.facts)
             if q is None:  # nothing worth asking: the level is decided already
                 events = finish(dispatcher, tracker, state)
-                return events + [ActiveLoop(None), SlotSet("requested_slot", None), SlotSet(STATE_SLOT, None),
-                                 SlotSet(ANSWER_SLOT, None)]
+                return events + [
+                    ActiveLoop(None),
+                    SlotSet("requested_slot", None),
+                    SlotSet(STATE_SLOT, None),
+                    SlotSet(ANSWER_SLOT, None),
+                ]
             if q.id != state.current:
                 state.current = q.id
                 state.asked.append(q.id)
@@ -121,12 +141,14 @@ class ValidateTriageForm(FormValidationAction):
     def name(self) -> str:
         return "validate_triage_form"
 
-    async def validate_triage_answer(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
-                                     domain: dict) -> dict[str, Any]:
+    async def validate_triage_answer(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict
+    ) -> dict[str, Any]:
         return await in_thread(self.apply, value, dispatcher, tracker)
 
     def apply(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
-        from knowledge.triage_dialogue import apply_answer
+        from knowledge.triage.dialogue import apply_answer
+
         try:
             eng = engine()
             state = load_state(tracker)
@@ -135,10 +157,19 @@ class ValidateTriageForm(FormValidationAction):
                 dispatcher.utter_message(response="utter_triage_stopped")
                 return {ANSWER_SLOT: DONE, STATE_SLOT: None}
             if result == "person":
-                from knowledge.triage_dialogue import staff_summary
+                from knowledge.triage.dialogue import staff_summary
+
                 dispatcher.utter_message(response="utter_handoff")
-                dispatcher.utter_message(json_message={"careline": {"handoff": {
-                    "reason": "request_human", "summary": staff_summary(eng.assess(state.facts), state.facts)}}})
+                dispatcher.utter_message(
+                    json_message={
+                        "careline": {
+                            "handoff": {
+                                "reason": "request_human",
+                                "summary": staff_summary(eng.assess(state.facts), state.facts),
+                            }
+                        }
+                    }
+                )
                 return {ANSWER_SLOT: DONE, STATE_SLOT: None}
             if result == "unclear":
                 state.retries += 1
@@ -146,7 +177,8 @@ class ValidateTriageForm(FormValidationAction):
                     dispatcher.utter_message(response="utter_triage_rephrase")
                     return {ANSWER_SLOT: None, STATE_SLOT: state.to_dict()}
                 # asked twice and still not understood: count it as "not sure" (pushes the level up)
-                from knowledge.triage_dialogue import question_by_id
+                from knowledge.triage.dialogue import question_by_id
+
                 q = question_by_id(eng, state.facts, state.current)
                 if q is not None:
                     state.facts.unsure.add(q.finding or q.kind)

@@ -46,10 +46,13 @@ def timed(fn) -> float:
 def main() -> None:
     root = find_root()
     n = int(os.environ.get("BENCH_N", "60"))
-    stack = Stack(root, gateway_port=int(os.environ.get("BENCH_PORT", "0")) or free_port(),
-                  redis_url=os.environ.get("REDIS_URL") or None,
-                  # the benchmark is one client sending as fast as it can: it measures turns, not limits
-                  extra_env={"RATE_LIMIT_CLIENT": "1000000/minute", "RATE_LIMIT_CONVERSATION": "1000000/minute"})
+    stack = Stack(
+        root,
+        gateway_port=int(os.environ.get("BENCH_PORT", "0")) or free_port(),
+        redis_url=os.environ.get("REDIS_URL") or None,
+        # the benchmark is one client sending as fast as it can: it measures turns, not limits
+        extra_env={"RATE_LIMIT_CLIENT": "1000000/minute", "RATE_LIMIT_CONVERSATION": "1000000/minute"},
+    )
     t0 = time.perf_counter()
     stack.start()
     stack.wait_ready(60)
@@ -57,6 +60,7 @@ def main() -> None:
     try:
         results: dict = {"startup_s": round(startup_s, 1)}
         with httpx.Client(base_url=stack.gateway_url, timeout=60) as api:
+
             def turn(text: str):
                 cid = f"bench-{uuid.uuid4().hex}"
                 return lambda: api.post("/api/messages", json={"conversation_id": cid, "text": text}).raise_for_status()
@@ -68,9 +72,16 @@ def main() -> None:
             results["gateway_greet_turn"] = summary([timed(turn("hello there")) for _ in range(n)])
             results["gateway_custom_action_turn"] = summary([timed(turn("can I speak to a person")) for _ in range(n)])
             params = {"token": stack.rasa_token}
-            results["rasa_nlu_parse"] = summary([
-                timed(lambda: httpx.post(f"{stack.rasa_url}/model/parse", json={"text": "do you take medicaid"},
-                                         params=params).raise_for_status()) for _ in range(n)])
+            results["rasa_nlu_parse"] = summary(
+                [
+                    timed(
+                        lambda: httpx.post(
+                            f"{stack.rasa_url}/model/parse", json={"text": "do you take medicaid"}, params=params
+                        ).raise_for_status()
+                    )
+                    for _ in range(n)
+                ]
+            )
         from websockets.sync.client import connect
 
         with connect(stack.gateway_url.replace("http://", "ws://") + "/ws") as ws:
@@ -81,6 +92,7 @@ def main() -> None:
                 ws.send(json.dumps({"type": "message", "text": "hello", "client_message_id": uuid.uuid4().hex}))
                 while json.loads(ws.recv(timeout=60))["type"] != "message":
                     pass
+
             results["websocket_greet_turn"] = summary([timed(ws_turn) for _ in range(n)])
         results["rss_mib"] = {name: rss_mib(svc.proc.pid) for name, svc in stack.services.items()}
         print(json.dumps(results, indent=2))

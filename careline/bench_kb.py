@@ -13,16 +13,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from careline.kb import paths, read_rag_cases
+from careline.kb import read_rag_cases
 from careline.stats import summary
 from careline.supervisor import find_root
+from knowledge.answers.vectorstore import paths
 
 
 def main() -> None:
     root = find_root()
     out: dict = {}
-    from knowledge.ingest import collect, ingest
-    from knowledge.store import make_chroma_client, make_embeddings, make_vector_store
+    from knowledge.answers.ingest import collect, ingest
+    from knowledge.answers.vectorstore import make_chroma_client, make_embeddings, make_vector_store
 
     t0 = time.perf_counter()
     embeddings = make_embeddings()
@@ -39,13 +40,20 @@ def main() -> None:
             chunks2, _ = collect(p["medquad"], p["clinic"])
             second = ingest(vs, chunks2, None, progress=False)
             second_s = time.perf_counter() - t0
-        out["full_ingest"] = {"chunks": first.chunks, "parse_s": round(parse_s, 1), "seconds": round(first.seconds + parse_s, 1),
-                              "chunks_per_second": round(first.chunks / (first.seconds + parse_s), 1),
-                              "embedded_per_second": first.embedded_per_second}
-        out["unchanged_reingest"] = {"seconds": round(second_s, 2), "written": second.added + second.updated + second.deleted,
-                                     "fraction_of_full": round(second_s / (first.seconds + parse_s), 4)}
-    from knowledge.answer import decide, render
-    from knowledge.retrieval import Retriever
+        out["full_ingest"] = {
+            "chunks": first.chunks,
+            "parse_s": round(parse_s, 1),
+            "seconds": round(first.seconds + parse_s, 1),
+            "chunks_per_second": round(first.chunks / (first.seconds + parse_s), 1),
+            "embedded_per_second": first.embedded_per_second,
+        }
+        out["unchanged_reingest"] = {
+            "seconds": round(second_s, 2),
+            "written": second.added + second.updated + second.deleted,
+            "fraction_of_full": round(second_s / (first.seconds + parse_s), 4),
+        }
+    from knowledge.answers.answer import decide, render
+    from knowledge.answers.retrieval import Retriever
 
     t0 = time.perf_counter()
     retriever = Retriever(make_vector_store(make_chroma_client(p["chroma"]), embeddings))

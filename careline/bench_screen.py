@@ -21,9 +21,9 @@ from pathlib import Path
 
 from careline.eval_nlu import read_cases
 from careline.stats import percentile
-from knowledge.redflags import RedFlagRules
-from knowledge.safe_regex import MESSAGE_LIMIT, worst_case
-from knowledge.triage_engine import TriageEngine, assess_text
+from knowledge.triage.engine import TriageEngine, assess_text
+from knowledge.triage.redflags import RedFlagRules
+from knowledge.triage.safe_regex import MESSAGE_LIMIT, worst_case
 
 TARGET_MS = 50.0
 EVAL_DIR = Path(__file__).resolve().parent.parent / "tests" / "eval"
@@ -41,7 +41,7 @@ _WHOLE = {
     "head injury gaps": ("fall" + " , fall" * 10 + " , head" * 10 + " no passed out . ") * 12,
     "one long word": "a" * MESSAGE_LIMIT,
     "digits": "1 " * 1000,
-    "emoji": "\U0001F602 " * 1000,
+    "emoji": "\U0001f602 " * 1000,
 }
 
 
@@ -73,7 +73,7 @@ def adversarial_corpus(rules: RedFlagRules) -> list[tuple[str, str]]:
 
 def _timed(fn, text: str) -> float:
     best = float("inf")
-    for _ in range(2):   # the faster of two: a scheduler hiccup is not the screen
+    for _ in range(2):  # the faster of two: a scheduler hiccup is not the screen
         t0 = time.perf_counter()
         fn(text)
         best = min(best, (time.perf_counter() - t0) * 1000)
@@ -83,29 +83,44 @@ def _timed(fn, text: str) -> float:
 def _summary(times: list[tuple[float, str]]) -> dict:
     values = [t for t, _ in times]
     slowest = max(times)
-    return {"p50_ms": round(statistics.median(values), 2), "p95_ms": round(percentile(values, 0.95), 2),
-            "max_ms": round(slowest[0], 2), "slowest": slowest[1][:160], "n": len(values)}
+    return {
+        "p50_ms": round(statistics.median(values), 2),
+        "p95_ms": round(percentile(values, 0.95), 2),
+        "max_ms": round(slowest[0], 2),
+        "slowest": slowest[1][:160],
+        "n": len(values),
+    }
 
 
 def main() -> None:
     t0 = time.perf_counter()
     rules = RedFlagRules.load()
     engine = TriageEngine.load(redflags=rules)
-    normal = [case["text"] for path in sorted(EVAL_DIR.glob("safety_*.jsonl"))
-              for case in read_cases(path, ("id", "text", "expected"))]
-    for text in normal:   # warm up: RE2 builds its automata on first use
+    normal = [
+        case["text"]
+        for path in sorted(EVAL_DIR.glob("safety_*.jsonl"))
+        for case in read_cases(path, ("id", "text", "expected"))
+    ]
+    for text in normal:  # warm up: RE2 builds its automata on first use
         rules.screen(text)
     corpus = adversarial_corpus(rules)
     built_s = time.perf_counter() - t0
     screen = [(_timed(rules.screen, text), origin) for origin, text in corpus]
     triage = [(_timed(lambda t: assess_text(t, engine), text), origin) for origin, text in corpus]
     normal_times = [(_timed(rules.screen, text), "normal") for text in normal]
-    result = {"screen_adversarial": _summary(screen), "triage_one_shot_adversarial": _summary(triage),
-              "screen_normal": {"p50_ms": round(statistics.median(t for t, _ in normal_times), 3),
-                                "max_ms": round(max(t for t, _ in normal_times), 2), "n": len(normal_times)},
-              "target_max_ms": TARGET_MS, "within_target": max(screen)[0] <= TARGET_MS,
-              "corpus_build_s": round(built_s, 1),
-              "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+    result = {
+        "screen_adversarial": _summary(screen),
+        "triage_one_shot_adversarial": _summary(triage),
+        "screen_normal": {
+            "p50_ms": round(statistics.median(t for t, _ in normal_times), 3),
+            "max_ms": round(max(t for t, _ in normal_times), 2),
+            "n": len(normal_times),
+        },
+        "target_max_ms": TARGET_MS,
+        "within_target": max(screen)[0] <= TARGET_MS,
+        "corpus_build_s": round(built_s, 1),
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
     print(json.dumps(result, indent=2))
 
 

@@ -21,9 +21,9 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 from careline.stats import summary
 from careline.supervisor import Stack, find_root, free_port
@@ -37,11 +37,11 @@ DOUBLE_TEXT = {1, 2}
 class Posted:
     sid: str
     number: str
-    index: int          # its place in the conversation
-    at: float           # time.time() before the webhook
+    index: int  # its place in the conversation
+    at: float  # time.time() before the webhook
     webhook_ms: float
     gateway: str
-    twiml_reply: bool   # answered in the webhook's TwiML (the state stores failed)
+    twiml_reply: bool  # answered in the webhook's TwiML (the state stores failed)
 
 
 class LoadBalancer:
@@ -55,7 +55,7 @@ class LoadBalancer:
         self.httpx = httpx
         self.standin = standin
         self.gateways = dict(gateways)
-        self.public_url = public_url.rstrip("/") + "/sms/twilio"   # the URL Twilio signs
+        self.public_url = public_url.rstrip("/") + "/sms/twilio"  # the URL Twilio signs
         self.down: set[str] = set()
         self.retried = 0
         self._lock = threading.Lock()
@@ -66,15 +66,24 @@ class LoadBalancer:
             self.down.add(name)
 
     def post(self, number: str, body: str, sid: str):
-        from tests.twilio_standin import sign
+        from careline.standins.twilio_api import sign
 
         if not hasattr(self._local, "http"):
             # shorter than the server's keep-alive (uvicorn: 5 s), so an idle connection is never reused late
-            self._local.http = self.httpx.Client(timeout=60, trust_env=False,
-                                                 limits=self.httpx.Limits(keepalive_expiry=2))
-        params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": self.standin.account_sid, "From": number,
-                  "To": self.standin.phone_number, "Body": body, "NumMedia": "0", "NumSegments": "1",
-                  "ApiVersion": "2010-04-01"}
+            self._local.http = self.httpx.Client(
+                timeout=60, trust_env=False, limits=self.httpx.Limits(keepalive_expiry=2)
+            )
+        params = {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "AccountSid": self.standin.account_sid,
+            "From": number,
+            "To": self.standin.phone_number,
+            "Body": body,
+            "NumMedia": "0",
+            "NumSegments": "1",
+            "ApiVersion": "2010-04-01",
+        }
         headers = {"X-Twilio-Signature": sign(self.standin.auth_token, self.public_url, params)}
         for _ in range(10):
             with self._lock:
@@ -89,10 +98,23 @@ class LoadBalancer:
         raise RuntimeError("no gateway answered")
 
 
-def run_failover(standin, gateways: dict[str, str], public_url: str, *, kill: Callable[[], None] | None,
-                 kill_name: str | None, kill_pid: int | None, redis_url: str, database_url: str, secret: str,
-                 conversations: int = 200, concurrency: int = 50, prefix: str = "careline",
-                 shards: int = 16, timeout: float = 600) -> dict:
+def run_failover(
+    standin,
+    gateways: dict[str, str],
+    public_url: str,
+    *,
+    kill: Callable[[], None] | None,
+    kill_name: str | None,
+    kill_pid: int | None,
+    redis_url: str,
+    database_url: str,
+    secret: str,
+    conversations: int = 200,
+    concurrency: int = 50,
+    prefix: str = "careline",
+    shards: int = 16,
+    timeout: float = 600,
+) -> dict:
     """Drive the load, kill `kill_name` (pid `kill_pid`) when half the messages were sent, wait
     until every message is answered (or `timeout`), and measure."""
     import redis
@@ -127,13 +149,14 @@ def run_failover(standin, gateways: dict[str, str], public_url: str, *, kill: Ca
             name, resp = balancer.post(number, body, sid)
             assert resp.status_code == 200, resp.status_code
             with lock:
-                posted[sid] = Posted(sid, number, index, at, (time.perf_counter() - start) * 1000, name,
-                                     "<Message>" in resp.text)
+                posted[sid] = Posted(
+                    sid, number, index, at, (time.perf_counter() - start) * 1000, name, "<Message>" in resp.text
+                )
             maybe_kill()
-            if index in DOUBLE_TEXT:   # the next one follows at once, before this one is answered
+            if index in DOUBLE_TEXT:  # the next one follows at once, before this one is answered
                 time.sleep(random.uniform(0.3, 1.0))
                 continue
-            deadline = time.monotonic() + 180   # else the patient waits for an answer
+            deadline = time.monotonic() + 180  # else the patient waits for an answer
             while time.monotonic() < deadline and not any(m.time >= at for m in standin.messages(to=number)):
                 time.sleep(0.2)
 
@@ -141,8 +164,12 @@ def run_failover(standin, gateways: dict[str, str], public_url: str, *, kill: Ca
 
     def delivered() -> list[tuple[str, str]]:
         with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(text(
-                "select inbound_sid, message_sid from sms_delivery where message_sid is not null order by id"))]
+            return [
+                tuple(row)
+                for row in conn.execute(
+                    text("select inbound_sid, message_sid from sms_delivery where message_sid is not null order by id")
+                )
+            ]
 
     wall = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -176,7 +203,7 @@ def run_failover(standin, gateways: dict[str, str], public_url: str, *, kill: Ca
     first_part: dict[str, float] = {}
     for items in by_number.values():
         order = [p.index for _, p in items]
-        inversions = sum(1 for a, b in zip(order, order[1:]) if b < a)
+        inversions = sum(1 for a, b in zip(order, order[1:], strict=False) if b < a)
         out_of_order += inversions
         conversations_out_of_order += bool(inversions)
         for m, p in items:
@@ -186,60 +213,88 @@ def run_failover(standin, gateways: dict[str, str], public_url: str, *, kill: Ca
     if killed_at and taken_over:
         from channels.pseudonym import conversation_key
 
-        def shard(number: str) -> int:   # as SmsChannel.shard_of
+        def shard(number: str) -> int:  # as SmsChannel.shard_of
             return int(conversation_key(secret, "sms", number).rsplit("-", 1)[-1][:8], 16) % shards
 
         # the first answer on a shard the killed replica held, sent by the survivor
         after = [t for sid, t in first_part.items() if t > killed_at[0] and shard(posted[sid].number) in taken_over]
         recovery = round(min(after) - killed_at[0], 1) if after else None
     return {
-        "gateways": len(gateways), "conversations": conversations, "messages": len(posted),
-        "answered": len(answered & set(posted)), "unanswered": len(set(posted) - answered),
+        "gateways": len(gateways),
+        "conversations": conversations,
+        "messages": len(posted),
+        "answered": len(answered & set(posted)),
+        "unanswered": len(set(posted) - answered),
         "answered_in_webhook_twiml": sum(p.twiml_reply for p in posted.values()),
-        "duplicates": duplicates, "out_of_order": out_of_order,
-        "conversations_out_of_order": conversations_out_of_order, "unattributed_parts": unattributed,
-        "killed": kill_name if killed_at else None, "shards_taken_over": len(taken_over),
-        "time_to_recover_s": recovery, "webhooks_retried_on_other_replica": balancer.retried,
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "conversations_out_of_order": conversations_out_of_order,
+        "unattributed_parts": unattributed,
+        "killed": kill_name if killed_at else None,
+        "shards_taken_over": len(taken_over),
+        "time_to_recover_s": recovery,
+        "webhooks_retried_on_other_replica": balancer.retried,
         "webhook_response_ms": summary([p.webhook_ms for p in posted.values()]),
         "reply_latency_ms": summary([(first_part[s] - p.at) * 1000 for s, p in posted.items() if s in first_part]),
         "sms_parts_sent": sum(len(v) for v in by_number.values()),
         "offered_messages_per_second": round(len(posted) / sending, 1),
-        "wall_seconds": round(wall, 1), "messages_per_second": round(len(posted) / wall, 1),
+        "wall_seconds": round(wall, 1),
+        "messages_per_second": round(len(posted) / wall, 1),
     }
 
 
 def main() -> None:
     root = find_root()
     sys.path.insert(0, str(root))
-    from tests.twilio_standin import TwilioStandIn
+    from careline.standins.twilio_api import TwilioStandIn
 
     conversations = int(os.environ.get("BENCH_SMS_CONVERSATIONS", "200"))
     shards = int(os.environ.get("SMS_SHARDS", "16"))
     standin = TwilioStandIn(callback_delay=0.05).start()
     port = free_port()
     var = root / "var" / "bench-sms"
-    stack = Stack(root, gateway_port=port, redis_url=os.environ.get("REDIS_URL") or None, var=var, extra_env={
-        "TWILIO_ACCOUNT_SID": standin.account_sid, "TWILIO_AUTH_TOKEN": standin.auth_token,
-        "TWILIO_PHONE_NUMBER": standin.phone_number, "TWILIO_API_BASE_URL": standin.base_url,
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "SMS_SHARDS": str(shards)})
+    stack = Stack(
+        root,
+        gateway_port=port,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        var=var,
+        extra_env={
+            "TWILIO_ACCOUNT_SID": standin.account_sid,
+            "TWILIO_AUTH_TOKEN": standin.auth_token,
+            "TWILIO_PHONE_NUMBER": standin.phone_number,
+            "TWILIO_API_BASE_URL": standin.base_url,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "SMS_SHARDS": str(shards),
+        },
+    )
     second = stack.add_gateway("gateway2")
     try:
         stack.start()
         stack.wait_ready(120)
         wait_for_shards_shared(stack.redis_url, shards)
         report = run_failover(
-            standin, {"gateway": stack.gateway_url, "gateway2": second}, stack.gateway_url,
-            kill=lambda: stack.kill("gateway2"), kill_name="gateway2", kill_pid=stack.services["gateway2"].proc.pid,
-            redis_url=stack.redis_url, database_url=stack.services["gateway"].env["DATABASE_URL"], secret=stack.secret,
-            conversations=conversations, concurrency=int(os.environ.get("BENCH_SMS_CONCURRENCY", "50")),
-            shards=shards)
+            standin,
+            {"gateway": stack.gateway_url, "gateway2": second},
+            stack.gateway_url,
+            kill=lambda: stack.kill("gateway2"),
+            kill_name="gateway2",
+            kill_pid=stack.services["gateway2"].proc.pid,
+            redis_url=stack.redis_url,
+            database_url=stack.services["gateway"].env["DATABASE_URL"],
+            secret=stack.secret,
+            conversations=conversations,
+            concurrency=int(os.environ.get("BENCH_SMS_CONCURRENCY", "50")),
+            shards=shards,
+        )
         print(json.dumps({"sms_failover": report}, indent=2))
     finally:
         stack.stop()
         standin.stop()
 
 
-def wait_for_shards_shared(redis_url: str, shards: int, prefix: str = "careline", timeout: float = 60) -> dict[str, int]:
+def wait_for_shards_shared(
+    redis_url: str, shards: int, prefix: str = "careline", timeout: float = 60
+) -> dict[str, int]:
     """Wait until every shard has a lease holder and the holders are more than one replica."""
     import redis
 

@@ -51,12 +51,17 @@ def main(argv: list[str] | None = None) -> int:
 
     pat = sub.add_parser("patient", help="one patient's data: export it, or erase it")
     pat_sub = pat.add_subparsers(dest="what", required=True)
-    for name, text in (("export", "print everything held about a patient as JSON (writes a privacy_audit row)"),
-                       ("erase", "erase a patient's data everywhere but the consent and audit records")):
+    for name, text in (
+        ("export", "print everything held about a patient as JSON (writes a privacy_audit row)"),
+        ("erase", "erase a patient's data everywhere but the consent and audit records"),
+    ):
         cmd = pat_sub.add_parser(name, help=text)
         cmd.add_argument("--channel", required=True, choices=["sms", "web", "api"])
-        cmd.add_argument("--address", required=True,
-                         help="sms: the number (+15551234567); web: the chat token; api: the conversation_id")
+        cmd.add_argument(
+            "--address",
+            required=True,
+            help="sms: the number (+15551234567); web: the chat token; api: the conversation_id",
+        )
         cmd.add_argument("--actor", help="who asked, for the privacy audit (default: your user name)")
         if name == "export":
             cmd.add_argument("--output", type=Path, help="write the JSON to this file (mode 0600) instead of stdout")
@@ -71,9 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             return _privacy_command(root, args)
         if args.command == "run":
             from careline.supervisor import run_forever
+
             return run_forever(root)
         if args.command == "eval" and args.what == "nlu":
             from careline.eval_nlu import evaluate
+
             if not args.cases.exists():
                 print(f"error: no such file: {args.cases}", file=sys.stderr)
                 return 2
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval" and args.what == "rag":
             from careline.kb import evaluate_rag
+
             if not args.cases.exists():
                 print(f"error: no such file: {args.cases}", file=sys.stderr)
                 return 2
@@ -90,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval" and args.what in ("triage", "safety"):
             from careline.eval_triage import evaluate_safety, evaluate_triage
+
             if not args.cases.exists():
                 print(f"error: no such file: {args.cases}", file=sys.stderr)
                 return 2
@@ -99,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "kb":
             from careline import kb
+
             if args.what == "ingest":
                 folders = [f for f in (args.folders or "").split(",") if f] or None
                 result = kb.run_ingest(root, folders, progress=not args.quiet)
@@ -121,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # --- privacy: retention sweep, export, erasure ------------------------------------------------
-EXIT_DECLINED = 1     # erase not confirmed
-EXIT_USAGE = 2        # bad arguments or settings
+EXIT_DECLINED = 1  # erase not confirmed
+EXIT_USAGE = 2  # bad arguments or settings
 EXIT_UNAVAILABLE = 3  # Redis or the database cannot be reached
 
 
@@ -149,14 +159,17 @@ def privacy_settings(root: Path, environ: dict[str, str] | None = None):
     if "redis_url" not in settings.model_fields_set:
         path = root / "var" / "redis_url"
         if not path.exists():
-            raise ValueError("REDIS_URL is not set: set it to the gateway's Redis (with `make run` and no REDIS_URL, "
-                             "the private Redis's address is in var/redis_url while the stack runs)")
+            raise ValueError(
+                "REDIS_URL is not set: set it to the gateway's Redis (with `make run` and no REDIS_URL, "
+                "the private Redis's address is in var/redis_url while the stack runs)"
+            )
         settings = settings.model_copy(update={"redis_url": path.read_text().strip()})
     return settings
 
 
 def _redacted(url: str) -> str:
     from urllib.parse import urlsplit
+
     parts = urlsplit(url)
     host = parts.hostname or ""
     return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
@@ -166,10 +179,11 @@ def _privacy_command(root: Path, args) -> int:
     import asyncio
 
     from redis.asyncio import Redis
-    from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import OperationalError
 
-    from careline.db import default_database_url, make_engine
+    from channels.db import default_database_url, make_engine
     from channels.privacy import Privacy, PrivacyError, normalise_address
 
     settings = privacy_settings(root)
@@ -182,12 +196,15 @@ def _privacy_command(root: Path, args) -> int:
             return EXIT_USAGE
         if args.what == "erase" and not args.yes:
             from channels.pseudonym import conversation_key
+
             key = conversation_key(settings.conversation_secret, args.channel, address)
             if not sys.stdin.isatty():
                 print("error: refusing to erase without --yes (no terminal to ask on)", file=sys.stderr)
                 return EXIT_USAGE
-            answer = input(f"Erase everything held about this {args.channel} patient (conversation {key}) "
-                           "except the consent and audit records? Type 'erase' to confirm: ")
+            answer = input(
+                f"Erase everything held about this {args.channel} patient (conversation {key}) "
+                "except the consent and audit records? Type 'erase' to confirm: "
+            )
             if answer.strip().lower() != "erase":
                 print("not erased", file=sys.stderr)
                 return EXIT_DECLINED
@@ -218,8 +235,11 @@ def _privacy_command(root: Path, args) -> int:
     text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
     if args.command == "patient" and args.what == "export":
         if not result.get("found"):
-            print("note: nothing is held for this address (check the channel and the address, and that "
-                  "CONVERSATION_SECRET is the gateway's)", file=sys.stderr)
+            print(
+                "note: nothing is held for this address (check the channel and the address, and that "
+                "CONVERSATION_SECRET is the gateway's)",
+                file=sys.stderr,
+            )
         if args.output:
             fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise: this is patient data

@@ -39,7 +39,7 @@ def report(cases: list[dict[str, Any]], predictions: list[tuple[str, float]]) ->
     fn: Counter = Counter()
     support: Counter = Counter()
     errors = []
-    for case, (predicted, confidence) in zip(cases, predictions):
+    for case, (predicted, confidence) in zip(cases, predictions, strict=False):
         expected = case["intent"]
         support[expected] += 1
         if predicted == expected:
@@ -47,15 +47,26 @@ def report(cases: list[dict[str, Any]], predictions: list[tuple[str, float]]) ->
         else:
             fp[predicted] += 1
             fn[expected] += 1
-            errors.append({"id": case["id"], "text": case["text"], "expected": expected,
-                           "predicted": predicted, "confidence": round(confidence, 4)})
+            errors.append(
+                {
+                    "id": case["id"],
+                    "text": case["text"],
+                    "expected": expected,
+                    "predicted": predicted,
+                    "confidence": round(confidence, 4),
+                }
+            )
     intents = {}
     for intent in sorted(set(support) | set(fp)):
         p = tp[intent] / (tp[intent] + fp[intent]) if tp[intent] + fp[intent] else 0.0
         r = tp[intent] / support[intent] if support[intent] else 0.0
         f1 = 2 * p * r / (p + r) if p + r else 0.0
-        intents[intent] = {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4),
-                           "support": support[intent]}
+        intents[intent] = {
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": round(f1, 4),
+            "support": support[intent],
+        }
     total = len(cases)
     return {
         "accuracy": round(sum(tp.values()) / total, 4) if total else 0.0,
@@ -70,12 +81,14 @@ async def classify(rasa_url: str, token: str | None, texts: list[str], concurren
     sem = asyncio.Semaphore(concurrency)
     params = {"token": token} if token else None
     async with httpx.AsyncClient(timeout=60) as client:
+
         async def one(text: str) -> tuple[str, float]:
             async with sem:
                 resp = await client.post(f"{rasa_url}/model/parse", json={"text": text}, params=params)
                 resp.raise_for_status()
                 intent = resp.json().get("intent") or {}
                 return intent.get("name") or "none", float(intent.get("confidence") or 0.0)
+
         return await asyncio.gather(*(one(t) for t in texts))
 
 
@@ -102,9 +115,24 @@ def evaluate(root: Path, cases_path: Path, model: Path | None = None) -> dict[st
         started = Stack(root, rasa_port=port, redis_url="redis://unused")
         env = started._env()
         started.services["rasa"] = Service(
-            "rasa", [str(root / ".venv-rasa/bin/rasa"), "run", "--model", str(model or latest_model(root / "models")),
-                     "--enable-api", "--auth-token", token, "--interface", "127.0.0.1", "--port", str(port)],
-            env, ready_url=f"http://127.0.0.1:{port}/status?token={token}", timeout=240)
+            "rasa",
+            [
+                str(root / ".venv-rasa/bin/rasa"),
+                "run",
+                "--model",
+                str(model or latest_model(root / "models")),
+                "--enable-api",
+                "--auth-token",
+                token,
+                "--interface",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env,
+            ready_url=f"http://127.0.0.1:{port}/status?token={token}",
+            timeout=240,
+        )
         started.start(["rasa"])
         url = f"http://127.0.0.1:{port}"
     try:

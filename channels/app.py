@@ -19,8 +19,15 @@ from redis.asyncio import Redis
 
 from careline.settings import Settings, get_settings
 from channels.crypto import Cipher
-from channels.errors import (CareLineError, IdempotencyConflict, InvalidMessage, RateLimited, StoreUnavailable,
-                             Unauthorized, UnsupportedMediaType)
+from channels.errors import (
+    CareLineError,
+    IdempotencyConflict,
+    InvalidMessage,
+    RateLimited,
+    StoreUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from channels.http_limits import read_body_capped
 from channels.messages import InboundMessage, OutboundMessage
 from channels.pipeline import Gateway
@@ -75,15 +82,30 @@ def build_sms_channel(settings: Settings, redis: Redis, gateway: Gateway, engine
     from channels.twilio_sender import TwilioSender
 
     callback = f"{settings.public_base_url.rstrip('/')}/sms/twilio/status" if settings.public_base_url else None
-    sender = TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_phone_number,
-                          settings.twilio_messaging_service_sid, settings.twilio_api_base_url, callback,
-                          retries=settings.sms_send_retries)
+    sender = TwilioSender(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_phone_number,
+        settings.twilio_messaging_service_sid,
+        settings.twilio_api_base_url,
+        callback,
+        retries=settings.sms_send_retries,
+    )
     records = SmsRecords(engine, redis, settings.redis_key_prefix)
-    return SmsChannel(redis, gateway, sender, records, SmsTexts(settings.clinic_name, settings.clinic_phone),
-                      shards=settings.sms_shards, prefix=settings.redis_key_prefix,
-                      max_chars=settings.max_message_chars, dedupe_ttl=settings.dedupe_ttl_seconds,
-                      cipher=gateway.cipher, claim_idle=settings.sms_claim_idle_seconds,
-                      state_timeout=settings.redis_timeout_seconds)
+    return SmsChannel(
+        redis,
+        gateway,
+        sender,
+        records,
+        SmsTexts(settings.clinic_name, settings.clinic_phone),
+        shards=settings.sms_shards,
+        prefix=settings.redis_key_prefix,
+        max_chars=settings.max_message_chars,
+        dedupe_ttl=settings.dedupe_ttl_seconds,
+        cipher=gateway.cipher,
+        claim_idle=settings.sms_claim_idle_seconds,
+        state_timeout=settings.redis_timeout_seconds,
+    )
 
 
 def create_app(settings: Settings | None = None, screen: SafetyScreen | None = None) -> FastAPI:
@@ -91,28 +113,44 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with AsyncExitStack() as cleanup:   # whatever was started is stopped, even if start-up fails
+        async with AsyncExitStack() as cleanup:  # whatever was started is stopped, even if start-up fails
             await _start_services(app, cleanup)
             yield
 
     async def _start_services(app: FastAPI, cleanup: AsyncExitStack) -> None:
         state = app.state
         # Every Redis call gives up after redis_timeout_seconds: a hanging Redis must not hold a patient.
-        redis = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
-                               socket_connect_timeout=settings.redis_timeout_seconds, retry_on_timeout=False)
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+            retry_on_timeout=False,
+        )
         cleanup.push_async_callback(redis.aclose)
-        rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout_seconds,
-                          settings.rasa_connect_retries)
+        rasa = RasaClient(
+            settings.rasa_url, settings.rasa_token, settings.rasa_timeout_seconds, settings.rasa_connect_retries
+        )
         cleanup.push_async_callback(rasa.aclose)
         state.http = httpx.AsyncClient(timeout=3.0)
         cleanup.push_async_callback(state.http.aclose)
         state.redis, state.rasa = redis, rasa
-        state.store = ConversationStore(redis, settings.redis_key_prefix, settings.retention_seconds,
-                                        settings.transcript_max_items, settings.dedupe_ttl_seconds)
-        state.limits = RateLimits(settings.redis_url, settings.redis_key_prefix, settings.rate_limit_conversation,
-                                  settings.rate_limit_client, redis=redis)
-        from careline.db import make_engine
+        state.store = ConversationStore(
+            redis,
+            settings.redis_key_prefix,
+            settings.retention_seconds,
+            settings.transcript_max_items,
+            settings.dedupe_ttl_seconds,
+        )
+        state.limits = RateLimits(
+            settings.redis_url,
+            settings.redis_key_prefix,
+            settings.rate_limit_conversation,
+            settings.rate_limit_client,
+            redis=redis,
+        )
         from channels.audit import SafetyAudit
+        from channels.db import make_engine
+
         engine = make_engine(settings.database_url)
         cleanup.callback(engine.dispose)
         state.audit = SafetyAudit(engine)
@@ -124,17 +162,27 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         state.screen = screen or isolated
         state.screen_check = (0.0, False)
         state.cipher = Cipher(settings.data_encryption_key)
-        state.gateway = Gateway(state.store, rasa, settings.conversation_secret, state.screen,
-                                settings.max_message_chars, audit=state.audit, cipher=state.cipher)
+        state.gateway = Gateway(
+            state.store,
+            rasa,
+            settings.conversation_secret,
+            state.screen,
+            settings.max_message_chars,
+            audit=state.audit,
+            cipher=state.cipher,
+        )
         # Retention: everything about a conversation goes RETENTION_DAYS after its first message.
         from channels.privacy import run_periodically
-        retention = asyncio.create_task(run_periodically(redis, engine, settings, interval=3600, cipher=state.cipher),
-                                        name="retention-sweep")
+
+        retention = asyncio.create_task(
+            run_periodically(redis, engine, settings, interval=3600, cipher=state.cipher), name="retention-sweep"
+        )
         cleanup.push_async_callback(_cancel, retention)
         state.sms = None
         if settings.sms_enabled:
             # Twilio sends and SQL writes run in threads: room for every shard and the webhooks.
             from concurrent.futures import ThreadPoolExecutor
+
             asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4 * settings.sms_shards + 8))
             state.sms = build_sms_channel(settings, redis, state.gateway, engine)
             cleanup.push_async_callback(state.sms.stop)
@@ -145,13 +193,21 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
     docs = {} if not settings.production else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="CareLine gateway", version="0.1.0", lifespan=lifespan, **docs)
     app.state.settings = settings
-    origins = Origins(settings.origins, settings.public_url, settings.public_base_url,
-                      trust_forwarded=settings.trust_forwarded_headers)
-    app.add_middleware(SecurityHeaders, frame_ancestors=settings.origins,
-                       hsts=any((u or "").startswith("https://") for u in (settings.public_url, settings.public_base_url)),
-                       trust_forwarded=settings.trust_forwarded_headers)
+    origins = Origins(
+        settings.origins,
+        settings.public_url,
+        settings.public_base_url,
+        trust_forwarded=settings.trust_forwarded_headers,
+    )
+    app.add_middleware(
+        SecurityHeaders,
+        frame_ancestors=settings.origins,
+        hsts=any((u or "").startswith("https://") for u in (settings.public_url, settings.public_base_url)),
+        trust_forwarded=settings.trust_forwarded_headers,
+    )
     if settings.sms_enabled:
         from channels.sms import make_router
+
         app.include_router(make_router(lambda: app.state.sms, settings))
 
     @app.exception_handler(CareLineError)
@@ -223,12 +279,14 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
         state = request.app.state
-        await state.limits.check("client", state.gateway.key_for("ip", client_ip(request, settings.trust_forwarded_headers)))
+        await state.limits.check(
+            "client", state.gateway.key_for("ip", client_ip(request, settings.trust_forwarded_headers))
+        )
         raw = await read_body_capped(request, settings.max_body_bytes)
         try:
             body = json.loads(raw)
-        except ValueError:
-            raise InvalidMessage("body must be JSON: {\"conversation_id\": \"...\", \"text\": \"...\"}")
+        except ValueError as exc:
+            raise InvalidMessage('body must be JSON: {"conversation_id": "...", "text": "..."}') from exc
         if not isinstance(body, dict):
             raise InvalidMessage("body must be a JSON object")
         conversation_id = body.get("conversation_id")
@@ -241,13 +299,18 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
             raise InvalidMessage("message_id must be a string of at most 128 characters")
         render = body.get("render", "web")
         if render not in ("web", "sms"):
-            raise InvalidMessage("render must be \"web\" or \"sms\"")
+            raise InvalidMessage('render must be "web" or "sms"')
         message = InboundMessage("api", conversation_id, body["text"], message_id, {"format": render})
         if isinstance(message.text, str):
             await within_conversation_limit(state, message)
         result = await state.gateway.handle(message)
-        return JSONResponse({"conversation_id": conversation_id, "owner": result.owner.value,
-                             "messages": [m.to_dict() for m in result.replies]})
+        return JSONResponse(
+            {
+                "conversation_id": conversation_id,
+                "owner": result.owner.value,
+                "messages": [m.to_dict() for m in result.replies],
+            }
+        )
 
     # --- web chat --------------------------------------------------------------------------
     @app.get("/chat", response_class=HTMLResponse)
@@ -256,8 +319,11 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
 
     @app.get("/widget.js")
     async def widget_js() -> Response:
-        return Response(_static("widget.js"), media_type="application/javascript",
-                        headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"})
+        return Response(
+            _static("widget.js"),
+            media_type="application/javascript",
+            headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+        )
 
     @app.websocket("/ws")
     async def web_socket(ws: WebSocket) -> None:
@@ -276,16 +342,22 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
             while True:
                 frame = await ws.receive_text()
                 if len(frame.encode("utf-8")) > settings.max_ws_frame_bytes:
-                    await ws.send_json({"type": "error", "error": "frame_too_large",
-                                        "detail": f"frames must be at most {settings.max_ws_frame_bytes} bytes"})
+                    await ws.send_json(
+                        {
+                            "type": "error",
+                            "error": "frame_too_large",
+                            "detail": f"frames must be at most {settings.max_ws_frame_bytes} bytes",
+                        }
+                    )
                     continue
                 try:
                     data = json.loads(frame)
                 except ValueError:
                     data = None
                 if not isinstance(data, dict):
-                    await ws.send_json({"type": "error", "error": "invalid_message",
-                                        "detail": "frames must be JSON objects"})
+                    await ws.send_json(
+                        {"type": "error", "error": "invalid_message", "detail": "frames must be JSON objects"}
+                    )
                     continue
                 kind = data.get("type")
                 if kind == "hello":
@@ -293,8 +365,9 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
                 elif kind == "message":
                     await _web_message(ws, state, gateway, client, token, data)
                 else:
-                    await ws.send_json({"type": "error", "error": "invalid_message",
-                                        "detail": "type must be hello or message"})
+                    await ws.send_json(
+                        {"type": "error", "error": "invalid_message", "detail": "type must be hello or message"}
+                    )
         except WebSocketDisconnect:
             return
 
@@ -305,24 +378,46 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
             known = isinstance(asked, str) and bool(WEB_TOKEN.match(asked)) and await store.web_token_issued(asked)
             token = asked if known else await store.issue_web_token()
             key = gateway.key_for("web", token)
-            history = [{"role": m["role"], "text": m["text"], "buttons": m.get("buttons", [])}
-                       for m in await store.transcript(key)] if known else []
-            owner = (await store.owner(key) if known else None)
+            history = (
+                [
+                    {"role": m["role"], "text": m["text"], "buttons": m.get("buttons", [])}
+                    for m in await store.transcript(key)
+                ]
+                if known
+                else []
+            )
+            owner = await store.owner(key) if known else None
         except Exception as exc:  # Redis down: say so, keep the socket open, the widget retries
             log.error("web session unavailable error=%s", type(exc).__name__)
-            await ws.send_json({"type": "error", "error": StoreUnavailable.code, "detail": StoreUnavailable.patient_message})
-            await ws.send_json({"type": "message", "role": "system", "text": StoreUnavailable.patient_message,
-                                "buttons": []})
+            await ws.send_json(
+                {"type": "error", "error": StoreUnavailable.code, "detail": StoreUnavailable.patient_message}
+            )
+            await ws.send_json(
+                {"type": "message", "role": "system", "text": StoreUnavailable.patient_message, "buttons": []}
+            )
             return None
-        await ws.send_json({"type": "session", "conversation_token": token, "history": history,
-                            "owner": owner.value if owner else "bot", "token_refused": bool(asked) and not known})
+        await ws.send_json(
+            {
+                "type": "session",
+                "conversation_token": token,
+                "history": history,
+                "owner": owner.value if owner else "bot",
+                "token_refused": bool(asked) and not known,
+            }
+        )
         return token
 
     async def _web_message(ws: WebSocket, state, gateway: Gateway, client: str, token: str | None, data: dict) -> None:
         client_id = data.get("client_message_id")
         if token is None:
-            await ws.send_json({"type": "error", "error": "no_session", "client_message_id": client_id,
-                                "detail": "send a hello frame first"})
+            await ws.send_json(
+                {
+                    "type": "error",
+                    "error": "no_session",
+                    "client_message_id": client_id,
+                    "detail": "send a hello frame first",
+                }
+            )
             return
         try:
             if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 128):
@@ -334,8 +429,14 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
             result = await gateway.handle(message)
         except CareLineError as exc:
             body = error_body(exc)
-            await ws.send_json({"type": "error", "client_message_id": client_id, **body,
-                                **({"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {})})
+            await ws.send_json(
+                {
+                    "type": "error",
+                    "client_message_id": client_id,
+                    **body,
+                    **({"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}),
+                }
+            )
             for m in body.get("messages", []):
                 await ws.send_json({"type": "message", "role": "system", **m})
             return

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from careline.db import safety_audit
+from channels.db import safety_audit
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,28 @@ class SafetyAudit:
         with self.engine.begin() as conn:
             conn.execute(safety_audit.insert().values(**row))
 
-    async def record(self, *, conversation: str, channel: str, outcome: str, category: str, rules: list[str],
-                     owner_before: str, owner_after: str, action: str) -> None:
-        row = {"conversation": conversation, "channel": channel, "outcome": outcome, "category": category,
-               "rules": ",".join(rules), "owner_before": owner_before, "owner_after": owner_after, "action": action}
+    async def record(
+        self,
+        *,
+        conversation: str,
+        channel: str,
+        outcome: str,
+        category: str,
+        rules: list[str],
+        owner_before: str,
+        owner_after: str,
+        action: str,
+    ) -> None:
+        row = {
+            "conversation": conversation,
+            "channel": channel,
+            "outcome": outcome,
+            "category": category,
+            "rules": ",".join(rules),
+            "owner_before": owner_before,
+            "owner_after": owner_after,
+            "action": action,
+        }
         await asyncio.to_thread(self._insert, row)
 
     def rows(self, conversation: str | None = None) -> list[dict[str, Any]]:

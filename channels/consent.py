@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from careline.db import sms_consent, sms_delivery
+from channels.db import sms_consent, sms_delivery
 from channels.errors import STATE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,15 @@ class SmsRecords:
     bounds how long another replica could read a stale one; the cache is filled with SET NX, so a
     read racing a STOP never overwrites the STOP's "1"."""
 
-    def __init__(self, engine: Engine, redis=None, prefix: str = "careline", cache_ttl: int = 24 * 3600,
-                 negative_ttl: int = 600):
+    def __init__(
+        self, engine: Engine, redis=None, prefix: str = "careline", cache_ttl: int = 24 * 3600, negative_ttl: int = 600
+    ):
         self.engine = engine
         self.redis = redis
         self.prefix = prefix
         self.cache_ttl = cache_ttl
         self.negative_ttl = negative_ttl
-        self._repairs: set[str] = set()   # conversations whose cached value may be stale
+        self._repairs: set[str] = set()  # conversations whose cached value may be stale
 
     def _ck(self, conversation: str) -> str:
         return f"{self.prefix}:sms:optout:{conversation}"
@@ -45,10 +46,15 @@ class SmsRecords:
     # --- consent ---------------------------------------------------------------------------
     def _set_consent(self, conversation: str, status: str, source: str) -> None:
         with self.engine.begin() as conn:
-            found = conn.execute(select(sms_consent.c.conversation).where(sms_consent.c.conversation == conversation)).first()
+            found = conn.execute(
+                select(sms_consent.c.conversation).where(sms_consent.c.conversation == conversation)
+            ).first()
             if found:
-                conn.execute(update(sms_consent).where(sms_consent.c.conversation == conversation)
-                             .values(status=status, source=source))
+                conn.execute(
+                    update(sms_consent)
+                    .where(sms_consent.c.conversation == conversation)
+                    .values(status=status, source=source)
+                )
             else:
                 conn.execute(sms_consent.insert().values(conversation=conversation, status=status, source=source))
 
@@ -57,18 +63,21 @@ class SmsRecords:
         if self.redis is None:
             return
         if len(self._repairs) < 100_000:
-            self._repairs.add(conversation)   # until the write is confirmed
+            self._repairs.add(conversation)  # until the write is confirmed
         try:
-            await self.redis.set(self._ck(conversation), "1" if opted_out else "0",
-                                 ex=self.cache_ttl if opted_out else self.negative_ttl, nx=not overwrite)
+            await self.redis.set(
+                self._ck(conversation),
+                "1" if opted_out else "0",
+                ex=self.cache_ttl if opted_out else self.negative_ttl,
+                nx=not overwrite,
+            )
             self._repairs.discard(conversation)
         except STATE_ERRORS as exc:
             log.warning("sms consent cache not written conversation=%s error=%s", conversation, type(exc).__name__)
 
     async def record(self, conversation: str, opted_out: bool, source: str) -> None:
         """The SQL record alone (idempotent: recording the same choice again changes nothing)."""
-        await asyncio.to_thread(self._set_consent, conversation, "opted_out" if opted_out else "opted_in",
-                                source[:32])
+        await asyncio.to_thread(self._set_consent, conversation, "opted_out" if opted_out else "opted_in", source[:32])
 
     async def opt_out(self, conversation: str, source: str) -> None:
         await self.record(conversation, True, source)
@@ -105,7 +114,7 @@ class SmsRecords:
             value = await asyncio.to_thread(self._opted_out, conversation)
             await self.cache(conversation, value)
             if conversation in self._repairs:
-                break   # Redis still down: try again later
+                break  # Redis still down: try again later
             repaired += 1
         return repaired
 
@@ -115,14 +124,30 @@ class SmsRecords:
             conn.execute(sms_delivery.insert().values(**row))
 
     async def sent(self, conversation: str, inbound_sid: str | None, message_sid: str, status: str) -> None:
-        await asyncio.to_thread(self._insert, {"conversation": conversation, "inbound_sid": inbound_sid,
-                                               "message_sid": message_sid, "status": status or "queued"})
+        await asyncio.to_thread(
+            self._insert,
+            {
+                "conversation": conversation,
+                "inbound_sid": inbound_sid,
+                "message_sid": message_sid,
+                "status": status or "queued",
+            },
+        )
 
-    async def failed(self, conversation: str, inbound_sid: str | None, status: str, detail: str,
-                     error_code: str | None = None) -> None:
-        await asyncio.to_thread(self._insert, {"conversation": conversation, "inbound_sid": inbound_sid,
-                                               "message_sid": None, "status": status, "detail": detail[:200],
-                                               "error_code": error_code})
+    async def failed(
+        self, conversation: str, inbound_sid: str | None, status: str, detail: str, error_code: str | None = None
+    ) -> None:
+        await asyncio.to_thread(
+            self._insert,
+            {
+                "conversation": conversation,
+                "inbound_sid": inbound_sid,
+                "message_sid": None,
+                "status": status,
+                "detail": detail[:200],
+                "error_code": error_code,
+            },
+        )
 
     def _insert_once(self, row: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
@@ -130,15 +155,19 @@ class SmsRecords:
                 return
             conn.execute(sms_delivery.insert().values(**row))
 
-    async def sent_once(self, conversation: str, inbound_sid: str | None, message_sid: str,
-                        status: str = "queued") -> None:
+    async def sent_once(
+        self, conversation: str, inbound_sid: str | None, message_sid: str, status: str = "queued"
+    ) -> None:
         """Record a sent part unless it is recorded already (an attempt that died after sending it)."""
-        await asyncio.to_thread(self._insert_once, {"conversation": conversation, "inbound_sid": inbound_sid,
-                                                    "message_sid": message_sid, "status": status})
+        await asyncio.to_thread(
+            self._insert_once,
+            {"conversation": conversation, "inbound_sid": inbound_sid, "message_sid": message_sid, "status": status},
+        )
 
     def _message_sids(self, conversation: str) -> set[str]:
-        query = select(sms_delivery.c.message_sid).where(sms_delivery.c.conversation == conversation,
-                                                         sms_delivery.c.message_sid.is_not(None))
+        query = select(sms_delivery.c.message_sid).where(
+            sms_delivery.c.conversation == conversation, sms_delivery.c.message_sid.is_not(None)
+        )
         with self.engine.connect() as conn:
             return {row[0] for row in conn.execute(query)}
 
@@ -148,8 +177,11 @@ class SmsRecords:
 
     def _status(self, message_sid: str, status: str, error_code: str | None) -> int:
         with self.engine.begin() as conn:
-            return conn.execute(update(sms_delivery).where(sms_delivery.c.message_sid == message_sid)
-                                .values(status=status, error_code=error_code)).rowcount
+            return conn.execute(
+                update(sms_delivery)
+                .where(sms_delivery.c.message_sid == message_sid)
+                .values(status=status, error_code=error_code)
+            ).rowcount
 
     async def delivery_status(self, message_sid: str, status: str, error_code: str | None) -> int:
         return await asyncio.to_thread(self._status, message_sid, status[:24], (error_code or None))

@@ -56,9 +56,11 @@ class StoreUnavailable(CareLineError):
 
     status_code = 503
     code = "service_unavailable"
-    patient_message = ("Sorry, we can't reach our system right now, so I can't answer this message. "
-                       "Please try again in a few minutes, or call the clinic. "
-                       "If this is an emergency, call 911 now. For a mental health crisis, call or text 988.")
+    patient_message = (
+        "Sorry, we can't reach our system right now, so I can't answer this message. "
+        "Please try again in a few minutes, or call the clinic. "
+        "If this is an emergency, call 911 now. For a mental health crisis, call or text 988."
+    )
 
 
 class IdempotencyConflict(CareLineError):
@@ -70,14 +72,16 @@ class IdempotencyConflict(CareLineError):
 
     def __init__(self, detail: str | None = None, replies: list | None = None):
         super().__init__(detail)
-        self.replies = replies or []   # the safety screen's reply when the new message was flagged
+        self.replies = replies or []  # the safety screen's reply when the new message was flagged
 
 
 class RateLimited(CareLineError):
     status_code = 429
     code = "rate_limited"
-    patient_message = ("You're sending messages faster than I can answer. Please wait a moment and try again. "
-                       "If this is an emergency, call 911 now.")
+    patient_message = (
+        "You're sending messages faster than I can answer. Please wait a moment and try again. "
+        "If this is an emergency, call 911 now."
+    )
 
     def __init__(self, detail: str | None = None, retry_after: int = 60):
         super().__init__(detail)

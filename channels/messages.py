@@ -37,6 +37,6 @@ class OutboundMessage:
         return {"text": self.text, "buttons": [asdict(b) for b in self.buttons]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], role: str = "bot") -> "OutboundMessage":
+    def from_dict(cls, data: dict[str, Any], role: str = "bot") -> OutboundMessage:
         buttons = tuple(Button(str(b["title"]), str(b["payload"])) for b in data.get("buttons") or ())
         return cls(text=str(data.get("text", "")), buttons=buttons, role=data.get("role", role))

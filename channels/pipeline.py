@@ -16,8 +16,16 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from channels.errors import (STATE_ERRORS, CareLineError, DuplicateInProgress, IdempotencyConflict,
-                             InvalidMessage, MessageTooLong, StoreUnavailable, UpstreamUnavailable)
+from channels.errors import (
+    STATE_ERRORS,
+    CareLineError,
+    DuplicateInProgress,
+    IdempotencyConflict,
+    InvalidMessage,
+    MessageTooLong,
+    StoreUnavailable,
+    UpstreamUnavailable,
+)
 from channels.messages import InboundMessage, OutboundMessage
 from channels.pseudonym import conversation_key
 from channels.rasa_client import RasaClient
@@ -29,13 +37,15 @@ log = logging.getLogger(__name__)
 EMERGENCY_LINE = "If this is an emergency, call 911 now. For a mental health crisis, call or text 988."
 
 HOLDING_MESSAGE = OutboundMessage(
-    f"Thanks. A member of our team will reply here as soon as they can. {EMERGENCY_LINE}", role="system")
+    f"Thanks. A member of our team will reply here as soon as they can. {EMERGENCY_LINE}", role="system"
+)
 FAIL_CLOSED_MESSAGE = OutboundMessage(
-    "Sorry, I can't answer right now, so I've passed your message to our staff, who will reply here. "
-    f"{EMERGENCY_LINE}", role="system")
+    f"Sorry, I can't answer right now, so I've passed your message to our staff, who will reply here. {EMERGENCY_LINE}",
+    role="system",
+)
 SCREEN_FAILED_MESSAGE = OutboundMessage(
-    f"Sorry, I couldn't check your message safely, so I've passed it to our staff. {EMERGENCY_LINE}",
-    role="system")
+    f"Sorry, I couldn't check your message safely, so I've passed it to our staff. {EMERGENCY_LINE}", role="system"
+)
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t]+")
@@ -61,19 +71,27 @@ class HandleResult:
     owner: Owner
     replies: list[OutboundMessage]
     duplicate: bool = False
-    degraded: bool = False   # the state stores were down: an emergency reply without state
+    degraded: bool = False  # the state stores were down: an emergency reply without state
 
 
 class Gateway:
-    def __init__(self, store: ConversationStore, rasa: RasaClient, secret: str,
-                 screen: SafetyScreen | None = None, max_message_chars: int = 2000, audit=None, cipher=None):
+    def __init__(
+        self,
+        store: ConversationStore,
+        rasa: RasaClient,
+        secret: str,
+        screen: SafetyScreen | None = None,
+        max_message_chars: int = 2000,
+        audit=None,
+        cipher=None,
+    ):
         self.store = store
         self.rasa = rasa
         self.secret = secret
         self.screener = screen if screen is not None else RedFlagScreen()
         self.max_message_chars = max_message_chars
         self.audit = audit
-        self.cipher = cipher   # encrypts the one address kept at rest: an SMS number, needed to reply
+        self.cipher = cipher  # encrypts the one address kept at rest: an SMS number, needed to reply
 
     def key_for(self, channel: str, address: str) -> str:
         return conversation_key(self.secret, channel, address)
@@ -89,8 +107,9 @@ class Gateway:
 
     async def handle(self, message: InboundMessage) -> HandleResult:
         text = normalise_text(message.text, None)
-        message = InboundMessage(message.channel, message.address, text, message.message_id, message.metadata,
-                                 message.dedupe_text)
+        message = InboundMessage(
+            message.channel, message.address, text, message.message_id, message.metadata, message.dedupe_text
+        )
         key = self.key_for(message.channel, message.address)
         result = await self._screen(key, message)
         flagged = result is not None and result.escalate
@@ -113,8 +132,7 @@ class Gateway:
             return self.cipher.encrypt(message.address)
         return None
 
-    async def _handle_with_state(self, key: str, message: InboundMessage,
-                                 result: ScreenResult | None) -> HandleResult:
+    async def _handle_with_state(self, key: str, message: InboundMessage, result: ScreenResult | None) -> HandleResult:
         owner = await self.store.ensure(key, message.channel, self._address_at_rest(message))
         text_digest = digest(message.dedupe_text or message.text)
         if message.message_id:
@@ -156,15 +174,25 @@ class Gateway:
                 await self.store.flag(key, priority=result.outcome, reason=reason)
             else:
                 owner = Owner.WAITING_FOR_STAFF
-                await self.store.set_owner(key, owner, reason=reason, priority=result.outcome,
-                                           summary={"reason": reason, "outcome": result.outcome,
-                                                    "category": result.category, "rules": list(result.rules)})
+                await self.store.set_owner(
+                    key,
+                    owner,
+                    reason=reason,
+                    priority=result.outcome,
+                    summary={
+                        "reason": reason,
+                        "outcome": result.outcome,
+                        "category": result.category,
+                        "rules": list(result.rules),
+                    },
+                )
             log.warning("safety screen hit conversation=%s outcome=%s rules=%s", key, result.outcome, result.rule)
         await self._audit(key, message, result, before, owner)
         return owner
 
-    async def _process(self, key: str, owner: Owner, message: InboundMessage,
-                       result: ScreenResult | None) -> tuple[list[OutboundMessage], Owner]:
+    async def _process(
+        self, key: str, owner: Owner, message: InboundMessage, result: ScreenResult | None
+    ) -> tuple[list[OutboundMessage], Owner]:
         await self.store.append(key, "user", text=message.text)
         notices: list[OutboundMessage] = []
         if result is not None:
@@ -179,20 +207,36 @@ class Gateway:
             await self.store.append(key, "system", notices)
         return replies + notices, owner
 
-    async def _audit(self, key: str, message: InboundMessage, result: ScreenResult,
-                     before: Owner | None, after: Owner | None) -> None:
+    async def _audit(
+        self, key: str, message: InboundMessage, result: ScreenResult, before: Owner | None, after: Owner | None
+    ) -> None:
         """`before`/`after` None: the state stores were down, the emergency reply went out without state."""
         if self.audit is None:
             return
-        action = ("advised" if not result.escalate else
-                  "replied_store_down" if after is None else
-                  "flagged_to_staff" if after is Owner.STAFF else "escalated")
+        action = (
+            "advised"
+            if not result.escalate
+            else "replied_store_down"
+            if after is None
+            else "flagged_to_staff"
+            if after is Owner.STAFF
+            else "escalated"
+        )
         try:
             # bounded: a hanging SQL server must not hold up the patient's emergency message
-            await asyncio.wait_for(self.audit.record(
-                conversation=key, channel=message.channel, outcome=result.outcome, category=result.category,
-                rules=list(result.rules) or [result.rule], owner_before=before.value if before else "unknown",
-                owner_after=after.value if after else "unknown", action=action), timeout=3.0)
+            await asyncio.wait_for(
+                self.audit.record(
+                    conversation=key,
+                    channel=message.channel,
+                    outcome=result.outcome,
+                    category=result.category,
+                    rules=list(result.rules) or [result.rule],
+                    owner_before=before.value if before else "unknown",
+                    owner_after=after.value if after else "unknown",
+                    action=action,
+                ),
+                timeout=3.0,
+            )
         except Exception:  # the patient's safety message must go out even if the audit store is down
             log.exception("safety audit write failed conversation=%s", key)
 
@@ -241,8 +285,9 @@ class Gateway:
             return await self.screener.screen(message)
         except Exception as exc:  # fail closed: a message that was not screened is never let through
             log.error("safety screen failed conversation=%s error=%s", key, type(exc).__name__)
-            return ScreenResult(rule="screen_error", replies=(SCREEN_FAILED_MESSAGE,), escalate=True,
-                                outcome="screen_error")
+            return ScreenResult(
+                rule="screen_error", replies=(SCREEN_FAILED_MESSAGE,), escalate=True, outcome="screen_error"
+            )
 
     async def _holding_sent(self, key: str) -> bool:
         transcript = await self.store.transcript(key)
@@ -268,4 +313,3 @@ class Gateway:
             await self.store.set_owner(key, Owner.CLOSED, reason=str(close))
             return Owner.CLOSED
         return owner
-

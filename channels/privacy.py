@@ -8,8 +8,8 @@ A conversation is named everywhere by its pseudonym (channels.pseudonym) and liv
     {p}:sms:in:{shard} (number and text, encrypted, until answered), and {p}:sms:seen|intent:{sid},
     {p}:sms:sent:{sid}:... (Twilio ids only, 24 h)
   Redis, Rasa's keys (key_prefix in bot/endpoints.yml): {r}:tracker:{key}, {r}:lock:{key}
-  SQL: the rows of careline.db.CONVERSATION_DATA (sms_delivery) with conversation = key
-Kept, naming the conversation by its pseudonym only: careline.db.KEPT_RECORDS (sms_consent, so a
+  SQL: the rows of channels.db.CONVERSATION_DATA (sms_delivery) with conversation = key
+Kept, naming the conversation by its pseudonym only: channels.db.KEPT_RECORDS (sms_consent, so a
 STOP is still honoured; safety_audit and privacy_audit, the audit trails).
 
 Every Redis key whose name contains the pseudonym is erased (one SCAN walk), so a key that a later
@@ -35,8 +35,8 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, or_, select
 from sqlalchemy.engine import Engine
 
-from careline.db import CONVERSATION_DATA, KEPT_RECORDS, privacy_audit, sms_delivery
 from channels.crypto import Cipher, DecryptError
+from channels.db import CONVERSATION_DATA, KEPT_RECORDS, privacy_audit, sms_delivery
 from channels.pseudonym import conversation_key
 from channels.store import RASA_KEY_PREFIX
 
@@ -83,8 +83,10 @@ def normalise_address(channel: str, address: str) -> str:
         if not _E164.match(address):
             raise PrivacyError("an SMS address is the number in E.164 form, as Twilio sends it, e.g. +15551234567")
     elif channel == "web" and not _WEB_TOKEN.match(address):
-        raise PrivacyError("a web address is the patient's chat token (22-64 letters, digits, - or _): "
-                           "the widget keeps it in the browser's sessionStorage as careline.conversation_token")
+        raise PrivacyError(
+            "a web address is the patient's chat token (22-64 letters, digits, - or _): "
+            "the widget keeps it in the browser's sessionStorage as careline.conversation_token"
+        )
     elif channel == "api" and not _API_ID.match(address):
         raise PrivacyError("an API address is the conversation_id the client sent (1-128 letters, digits or ._:@+-)")
     return address
@@ -108,7 +110,7 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def _stream_ms(entry_id: str) -> int:
@@ -119,9 +121,19 @@ class Privacy:
     """Export, erasure and the retention sweep over the gateway's Redis, Rasa's tracker store and
     the SQL records. `secret` is CONVERSATION_SECRET; `cipher` decrypts an SMS number for export."""
 
-    def __init__(self, redis: Redis, engine: Engine, *, secret: str, retention_seconds: int,
-                 prefix: str = "careline", rasa_prefix: str = RASA_KEY_PREFIX, cipher: Cipher | None = None,
-                 batch: int = 500, max_conversations: int = 20_000):
+    def __init__(
+        self,
+        redis: Redis,
+        engine: Engine,
+        *,
+        secret: str,
+        retention_seconds: int,
+        prefix: str = "careline",
+        rasa_prefix: str = RASA_KEY_PREFIX,
+        cipher: Cipher | None = None,
+        batch: int = 500,
+        max_conversations: int = 20_000,
+    ):
         self.redis = redis
         self.engine = engine
         self.secret = secret
@@ -134,14 +146,20 @@ class Privacy:
         self._zrem_if_old = redis.register_script(_ZREM_IF_OLD)
 
     @classmethod
-    def from_settings(cls, redis: Redis, engine: Engine, settings, cipher: Cipher | None = None,
-                      **kwargs) -> "Privacy":
+    def from_settings(cls, redis: Redis, engine: Engine, settings, cipher: Cipher | None = None, **kwargs) -> Privacy:
         """`cipher`: the gateway's own (in development without DATA_ENCRYPTION_KEY it holds a key
         for that process only); by default one from DATA_ENCRYPTION_KEY, or none."""
         if cipher is None and settings.data_encryption_key:
             cipher = Cipher(settings.data_encryption_key)
-        return cls(redis, engine, secret=settings.conversation_secret, retention_seconds=settings.retention_seconds,
-                   prefix=settings.redis_key_prefix, cipher=cipher, **kwargs)
+        return cls(
+            redis,
+            engine,
+            secret=settings.conversation_secret,
+            retention_seconds=settings.retention_seconds,
+            prefix=settings.redis_key_prefix,
+            cipher=cipher,
+            **kwargs,
+        )
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -151,9 +169,15 @@ class Privacy:
 
     def _direct_keys(self, key: str) -> list[str]:
         """The keys a conversation certainly has, deleted first (the SCAN walk finds the rest)."""
-        return [self._k("conv", key), self._k("transcript", key),
-                self._k("sms", "options", key), self._k("sms", "more", key), self._k("sms", "optout", key),
-                f"{self.rasa_prefix}:tracker:{key}", f"{self.rasa_prefix}:lock:{key}"]
+        return [
+            self._k("conv", key),
+            self._k("transcript", key),
+            self._k("sms", "options", key),
+            self._k("sms", "more", key),
+            self._k("sms", "optout", key),
+            f"{self.rasa_prefix}:tracker:{key}",
+            f"{self.rasa_prefix}:lock:{key}",
+        ]
 
     # --- export ----------------------------------------------------------------------------
     async def export(self, channel: str, address: str, actor: str = "") -> dict[str, Any]:
@@ -163,15 +187,23 @@ class Privacy:
         key = self.key_for(channel, address)
         redis_part = await self._export_redis(key, channel, address)
         sql_part = await asyncio.to_thread(self._export_sql, key)
-        counts = {"transcript": len(redis_part["transcript"]),
-                  "tracker_events": len((redis_part["rasa_tracker"] or {}).get("events", [])),
-                  "staff_queue_entries": len(redis_part["staff_queue"]),
-                  "other_redis_keys": len(redis_part["other_redis_keys"]),
-                  **{f"sql_{name}": len(rows) for name, rows in sql_part.items()}}
+        counts = {
+            "transcript": len(redis_part["transcript"]),
+            "tracker_events": len((redis_part["rasa_tracker"] or {}).get("events", [])),
+            "staff_queue_entries": len(redis_part["staff_queue"]),
+            "other_redis_keys": len(redis_part["other_redis_keys"]),
+            **{f"sql_{name}": len(rows) for name, rows in sql_part.items()},
+        }
         found = any(v for k, v in counts.items() if k != "sql_privacy_audit") or bool(redis_part["conversation_state"])
         await asyncio.to_thread(self._audit, "export", channel, key, actor, counts)
-        return {"conversation": key, "channel": channel, "found": found,
-                "exported_at": datetime.now(UTC).isoformat(), **redis_part, "sql": sql_part}
+        return {
+            "conversation": key,
+            "channel": channel,
+            "found": found,
+            "exported_at": datetime.now(UTC).isoformat(),
+            **redis_part,
+            "sql": sql_part,
+        }
 
     async def _export_redis(self, key: str, channel: str, address: str) -> dict[str, Any]:
         r = self.redis
@@ -200,8 +232,12 @@ class Privacy:
             tracker = json.loads(tracker_raw) if tracker_raw is not None else None
         except ValueError:
             tracker = {"unparsed": _s(tracker_raw)}
-        staff_queue = [{"id": eid, **fields} for eid, fields in await self._walk_stream(
-            self._k("staff", "queue"), lambda _eid, f: f.get("conversation") == key)]
+        staff_queue = [
+            {"id": eid, **fields}
+            for eid, fields in await self._walk_stream(
+                self._k("staff", "queue"), lambda _eid, f: f.get("conversation") == key
+            )
+        ]
         sms: dict[str, Any] = {}
         for part in ("options", "more", "optout"):
             value = await r.get(self._k("sms", part, key))
@@ -210,7 +246,9 @@ class Privacy:
         if channel == "sms":
             queued = []
             async for stream in r.scan_iter(match=self._k("sms", "in", "*"), count=1000, _type="stream"):
-                for eid, fields in await self._walk_stream(_s(stream), lambda _eid, f: self._sms_entry_is(f, key, address)):
+                for eid, fields in await self._walk_stream(
+                    _s(stream), lambda _eid, f: self._sms_entry_is(f, key, address)
+                ):
                     queued.append({"id": eid, **self._sms_entry_plain(fields)})
             sms["queued_messages"] = queued
         known = set(self._direct_keys(key))
@@ -226,14 +264,23 @@ class Privacy:
                 other[name] = value
         if channel == "web":
             from channels.store import token_hash
+
             if await r.exists(self._k("webtoken", token_hash(address))):
                 other[self._k("webtoken", "<hash of the chat token>")] = "issued"
-        return {"retention": {"first_message_at": _iso(first),
-                              "erased_after": _iso(first + self.retention) if first is not None else None},
-                "conversation_state": conv, "transcript": transcript,
-                "staff": {"waiting": waiting is not None}, "staff_queue": staff_queue,
-                "rasa_tracker": tracker, "sms_state": sms, "idempotency": idempotency,
-                "other_redis_keys": other}
+        return {
+            "retention": {
+                "first_message_at": _iso(first),
+                "erased_after": _iso(first + self.retention) if first is not None else None,
+            },
+            "conversation_state": conv,
+            "transcript": transcript,
+            "staff": {"waiting": waiting is not None},
+            "staff_queue": staff_queue,
+            "rasa_tracker": tracker,
+            "sms_state": sms,
+            "idempotency": idempotency,
+            "other_redis_keys": other,
+        }
 
     async def _dump(self, name: str) -> Any:
         """A key's value whatever its type, decoded (JSON where it is JSON)."""
@@ -297,9 +344,13 @@ class Privacy:
         await asyncio.to_thread(self._audit, "erase", channel, key, actor, {"removed": removed})
         kept = await asyncio.to_thread(self._kept_counts, key)
         log.info("erased conversation=%s redis_keys=%d", key, removed.get("redis_keys", 0))
-        return {"conversation": key, "channel": channel, "removed": removed,
-                "kept": {table.name: {"rows": kept[table.name], "why": why} for table, why in KEPT_RECORDS.items()},
-                "note": "the kept rows name the conversation by its pseudonym only: no address, name or message text"}
+        return {
+            "conversation": key,
+            "channel": channel,
+            "removed": removed,
+            "kept": {table.name: {"rows": kept[table.name], "why": why} for table, why in KEPT_RECORDS.items()},
+            "note": "the kept rows name the conversation by its pseudonym only: no address, name or message text",
+        }
 
     async def _erase_redis_one(self, key: str, channel: str, address: str | None, sids: set[str]) -> dict[str, int]:
         r = self.redis
@@ -310,19 +361,23 @@ class Privacy:
             sms_prefix = self._k("sms") + ":"
 
             def twilio_ids(name: str) -> bool:
-                parts = name[len(sms_prefix):].split(":")
+                parts = name[len(sms_prefix) :].split(":")
                 return len(parts) >= 2 and parts[0] in ("seen", "sent", "intent") and parts[1] in sids
+
             removed["redis_keys"] += await self._scan_delete(self._k("sms", "*"), twilio_ids)
         if channel == "web" and address:
             from channels.store import token_hash
+
             removed["redis_keys"] += await r.unlink(self._k("webtoken", token_hash(address)))
         removed["staff_waiting"] += await r.zrem(self._k("staff", "waiting"), key)
         removed["staff_queue_entries"] += await self._xdel_where(
-            self._k("staff", "queue"), lambda _eid, f: f.get("conversation") == key)
+            self._k("staff", "queue"), lambda _eid, f: f.get("conversation") == key
+        )
         if channel == "sms":
             async for stream in r.scan_iter(match=self._k("sms", "in", "*"), count=1000, _type="stream"):
                 removed["sms_queue_entries"] += await self._xdel_where(
-                    _s(stream), lambda _eid, f: self._sms_entry_is(f, key, address))
+                    _s(stream), lambda _eid, f: self._sms_entry_is(f, key, address)
+                )
         removed["retention_index"] += await r.zrem(self._k("retention"), key)
         return dict(removed)
 
@@ -357,8 +412,9 @@ class Privacy:
 
     def _sms_sids(self, key: str) -> set[str]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(sms_delivery.c.inbound_sid, sms_delivery.c.message_sid)
-                                .where(sms_delivery.c.conversation == key)).all()
+            rows = conn.execute(
+                select(sms_delivery.c.inbound_sid, sms_delivery.c.message_sid).where(sms_delivery.c.conversation == key)
+            ).all()
         return {sid for row in rows for sid in row if sid}
 
     # --- retention sweep -------------------------------------------------------------------
@@ -389,7 +445,7 @@ class Privacy:
         for batch in _chunks(expired, self.batch):
             # still expired: a conversation whose hash already expired may have been started again
             scores = await r.zmscore(self._k("retention"), batch)
-            batch = [k for k, s in zip(batch, scores) if s is not None and s <= cutoff]
+            batch = [k for k, s in zip(batch, scores, strict=False) if s is not None and s <= cutoff]
             if not batch:
                 continue
             async with r.pipeline(transaction=False) as pipe:
@@ -405,27 +461,41 @@ class Privacy:
             gone.update(batch)
         if gone:
             counts["redis_keys"] += await self._scan_delete(
-                "*", lambda name: any(p in gone for p in pseudonyms_in(name)))
+                "*", lambda name: any(p in gone for p in pseudonyms_in(name))
+            )
         cutoff_ms = int(cutoff * 1000)
         counts["staff_queue_entries"] = await self._xdel_where(
-            self._k("staff", "queue"), lambda eid, f: f.get("conversation") in gone or _stream_ms(eid) < cutoff_ms)
+            self._k("staff", "queue"), lambda eid, f: f.get("conversation") in gone or _stream_ms(eid) < cutoff_ms
+        )
         # Only entries older than the retention: a message queued since is a patient writing again
         # (a new conversation), and must still be answered.
         async for stream in r.scan_iter(match=self._k("sms", "in", "*"), count=1000, _type="stream"):
-            counts["sms_queue_entries"] += await self._xdel_where(_s(stream), lambda eid, f: _stream_ms(eid) < cutoff_ms)
+            counts["sms_queue_entries"] += await self._xdel_where(
+                _s(stream), lambda eid, f: _stream_ms(eid) < cutoff_ms
+            )
         old_rows = await asyncio.to_thread(self._delete_sql, None, datetime.fromtimestamp(cutoff, UTC))
         for table, n in old_rows.items():
             counts[f"sql_{table}"] += n
         for batch in _chunks(sorted(gone), self.batch):
             counts["conversations"] += await self._zrem_if_old(keys=[self._k("retention")], args=[cutoff, *batch])
-        return {"conversations": 0, "redis_keys": 0, **counts, "cutoff": _iso(cutoff),
-                "more": len(expired) >= self.max_conversations}
+        return {
+            "conversations": 0,
+            "redis_keys": 0,
+            **counts,
+            "cutoff": _iso(cutoff),
+            "more": len(expired) >= self.max_conversations,
+        }
 
     async def _expired(self, cutoff: float) -> list[str]:
         found: list[str] = []
         while len(found) < self.max_conversations:
-            page = await self.redis.zrangebyscore(self._k("retention"), "-inf", cutoff,
-                                                  start=len(found), num=min(self.batch, self.max_conversations - len(found)))
+            page = await self.redis.zrangebyscore(
+                self._k("retention"),
+                "-inf",
+                cutoff,
+                start=len(found),
+                num=min(self.batch, self.max_conversations - len(found)),
+            )
             if not page:
                 break
             found.extend(_s(k) for k in page)
@@ -437,8 +507,10 @@ class Privacy:
         conversation hash re-created by a late write. Their age is read from the data itself. A
         legacy hash's plain `address` is removed (encrypted first for SMS, which needs it to reply)."""
         adopted = 0
-        for prefix, first_seen in ((self._k("conv") + ":", self._conv_first),
-                                   (f"{self.rasa_prefix}:tracker:", self._tracker_first)):
+        for prefix, first_seen in (
+            (self._k("conv") + ":", self._conv_first),
+            (f"{self.rasa_prefix}:tracker:", self._tracker_first),
+        ):
             page: list[str] = []
             async for raw in self.redis.scan_iter(match=prefix + "*", count=1000):
                 page.append(_s(raw))
@@ -450,10 +522,10 @@ class Privacy:
         return adopted
 
     async def _adopt(self, names: list[str], prefix: str, first_seen, now: float) -> int:
-        keys = [name[len(prefix):] for name in names]
+        keys = [name[len(prefix) :] for name in names]
         scores = await self.redis.zmscore(self._k("retention"), keys)
         adopted = 0
-        for name, key, score in zip(names, keys, scores):
+        for name, key, score in zip(names, keys, scores, strict=False):
             if score is not None:
                 continue
             first = await first_seen(name, now)
@@ -500,8 +572,9 @@ class Privacy:
             removed += await self.redis.unlink(*pending)
         return removed
 
-    async def _walk_stream(self, stream: str, wanted: Callable[[str, dict[str, str]], bool]
-                           ) -> list[tuple[str, dict[str, str]]]:
+    async def _walk_stream(
+        self, stream: str, wanted: Callable[[str, dict[str, str]], bool]
+    ) -> list[tuple[str, dict[str, str]]]:
         """A stream's entries (id, fields) for which `wanted` is true, read page by page."""
         chosen, start = [], "-"
         while True:
@@ -537,23 +610,34 @@ class Privacy:
 
     def _kept_counts(self, key: str) -> dict[str, int]:
         with self.engine.connect() as conn:
-            return {t.name: len(conn.execute(select(t.c.conversation).where(t.c.conversation == key)).all())
-                    for t in KEPT_RECORDS}
+            return {
+                t.name: len(conn.execute(select(t.c.conversation).where(t.c.conversation == key)).all())
+                for t in KEPT_RECORDS
+            }
 
     def _audit(self, action: str, channel: str | None, key: str | None, actor: str, counts: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(privacy_audit.insert().values(action=action, channel=channel, conversation=key,
-                                                       actor=(actor or "")[:64], counts=json.dumps(counts, default=str)))
+            conn.execute(
+                privacy_audit.insert().values(
+                    action=action,
+                    channel=channel,
+                    conversation=key,
+                    actor=(actor or "")[:64],
+                    counts=json.dumps(counts, default=str),
+                )
+            )
 
 
-async def sweep(redis: Redis, engine: Engine, settings, now: float | None = None,
-                cipher: Cipher | None = None) -> dict[str, Any]:
+async def sweep(
+    redis: Redis, engine: Engine, settings, now: float | None = None, cipher: Cipher | None = None
+) -> dict[str, Any]:
     """One retention sweep with the gateway's settings (RETENTION_DAYS, the key prefix)."""
     return await Privacy.from_settings(redis, engine, settings, cipher).sweep(now)
 
 
-async def run_periodically(redis: Redis, engine: Engine, settings, interval: float = 3600.0,
-                           cipher: Cipher | None = None) -> None:
+async def run_periodically(
+    redis: Redis, engine: Engine, settings, interval: float = 3600.0, cipher: Cipher | None = None
+) -> None:
     """The gateway's background sweep: one now, then every `interval` seconds (sooner while a sweep
     reaches its batch limit). Errors are logged and retried at the next interval; cancel to stop."""
     privacy = Privacy.from_settings(redis, engine, settings, cipher)

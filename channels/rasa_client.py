@@ -31,15 +31,24 @@ def parse_rest_output(items: list[dict[str, Any]]) -> RasaReply:
             reply.controls.append(custom["careline"])
         text = item.get("text")
         if text:
-            buttons = tuple(Button(str(b.get("title", "")), str(b.get("payload", "")))
-                            for b in item.get("buttons") or () if isinstance(b, dict))
+            buttons = tuple(
+                Button(str(b.get("title", "")), str(b.get("payload", "")))
+                for b in item.get("buttons") or ()
+                if isinstance(b, dict)
+            )
             reply.messages.append(OutboundMessage(text=str(text), buttons=buttons))
     return reply
 
 
 class RasaClient:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0,
-                 connect_retries: int = 2, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        connect_retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.connect_retries = connect_retries
@@ -73,8 +82,9 @@ class RasaClient:
 
     async def ready(self) -> bool:
         try:
-            resp = await self._client.get(f"{self.base_url}/status",
-                                          params={"token": self.token} if self.token else None, timeout=3.0)
+            resp = await self._client.get(
+                f"{self.base_url}/status", params={"token": self.token} if self.token else None, timeout=3.0
+            )
             return resp.status_code == 200 and bool(resp.json().get("model_id"))
         except (httpx.HTTPError, ValueError):
             return False

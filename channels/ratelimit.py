@@ -17,12 +17,16 @@ log = logging.getLogger(__name__)
 
 
 class RateLimits:
-    def __init__(self, redis_url: str, prefix: str, per_conversation: str, per_client: str, timeout: float = 2.0,
-                 redis=None):
+    def __init__(
+        self, redis_url: str, prefix: str, per_conversation: str, per_client: str, timeout: float = 2.0, redis=None
+    ):
         # redis-py's asyncio client (already a dependency) rather than the library's default, coredis;
         # with `redis`, the gateway's own connection pool (and its timeouts) instead of a second one
-        options = ({"connection_pool": redis.connection_pool} if redis is not None else
-                   {"socket_timeout": timeout, "socket_connect_timeout": timeout})
+        options = (
+            {"connection_pool": redis.connection_pool}
+            if redis is not None
+            else {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        )
         self.storage = RedisStorage(redis_url, implementation="redispy", key_prefix=f"{prefix}:ratelimit", **options)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.limits = {"conversation": parse_many(per_conversation), "client": parse_many(per_client)}
@@ -37,8 +41,10 @@ class RateLimits:
                 log.warning("rate limiter unavailable scope=%s error=%s", scope, type(exc).__name__)
                 return
             if not allowed:
-                raise RateLimited(f"too many messages: at most {_describe(item)} per {scope}",
-                                  retry_after=await self._retry_after(item, scope, identity))
+                raise RateLimited(
+                    f"too many messages: at most {_describe(item)} per {scope}",
+                    retry_after=await self._retry_after(item, scope, identity),
+                )
 
     async def _retry_after(self, item: RateLimitItem, scope: str, identity: str) -> int:
         try:
@@ -49,5 +55,8 @@ class RateLimits:
 
 
 def _describe(item: RateLimitItem) -> str:
-    return f"{item.amount} messages a {item.GRANULARITY.name}" if item.multiples == 1 else \
-        f"{item.amount} messages in {item.multiples} {item.GRANULARITY.name}s"
+    return (
+        f"{item.amount} messages a {item.GRANULARITY.name}"
+        if item.multiples == 1
+        else f"{item.amount} messages in {item.multiples} {item.GRANULARITY.name}s"
+    )

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from channels.messages import InboundMessage, OutboundMessage
 
@@ -27,8 +28,8 @@ class ScreenResult:
     rule: str  # stable rule ids for logs and staff, never message text
     replies: tuple[OutboundMessage, ...] = field(default_factory=tuple)
     escalate: bool = True
-    proceed: bool = False          # let the message go on to the assistant; replies are appended
-    outcome: str = "emergency"     # emergency | crisis | advise | screen_error
+    proceed: bool = False  # let the message go on to the assistant; replies are appended
+    outcome: str = "emergency"  # emergency | crisis | advise | screen_error
     category: str = ""
     rules: tuple[str, ...] = ()
 
@@ -56,10 +57,23 @@ def screen_text(rules, text: str, channel: str) -> ScreenResult | None:
     reply = (OutboundMessage(rules.message(screening, channel), role="system"),)
     category = screening.category.name if screening.category else ""
     if screening.outcome == "advise":
-        return ScreenResult(rule=f"advise:{category}", replies=reply, escalate=False, proceed=True,
-                            outcome="advise", category=category, rules=tuple(screening.rules))
-    return ScreenResult(rule=",".join(screening.rules), replies=reply, escalate=True, outcome=screening.outcome,
-                        category=category, rules=tuple(screening.rules))
+        return ScreenResult(
+            rule=f"advise:{category}",
+            replies=reply,
+            escalate=False,
+            proceed=True,
+            outcome="advise",
+            category=category,
+            rules=tuple(screening.rules),
+        )
+    return ScreenResult(
+        rule=",".join(screening.rules),
+        replies=reply,
+        escalate=True,
+        outcome=screening.outcome,
+        category=category,
+        rules=tuple(screening.rules),
+    )
 
 
 class RedFlagScreen:
@@ -67,7 +81,8 @@ class RedFlagScreen:
 
     def __init__(self, rules=None):
         if rules is None:
-            from knowledge.redflags import default_rules
+            from knowledge.triage.redflags import default_rules
+
             rules = default_rules()
         self.rules = rules
 
@@ -85,7 +100,8 @@ _worker_rules = None
 
 def _load_worker_rules() -> None:
     global _worker_rules
-    from knowledge.redflags import default_rules
+    from knowledge.triage.redflags import default_rules
+
     _worker_rules = default_rules()
 
 
@@ -95,15 +111,20 @@ def worker_screen(text: str, channel: str) -> ScreenResult | None:
 
 class IsolatedScreen:
     """The red-flag screen in worker processes with a deadline per message. The rules run in linear
-    time by construction (knowledge.safe_regex); this is the second wall: a message that still
+    time by construction (knowledge.triage.safe_regex); this is the second wall: a message that still
     takes too long fails closed (the caller escalates it) and its workers are killed and replaced,
     while the event loop and every other conversation go on. A worker that dies is replaced the
     same way. `work` is the function the workers run (module-level, picklable); tests pass a slow
     one. Everything here runs on the event loop's thread."""
 
-    def __init__(self, workers: int = 2, timeout: float = 2.0,
-                 work: Callable[[str, str], ScreenResult | None] = worker_screen,
-                 initializer: Callable[[], None] | None = _load_worker_rules, max_tasks: int = 20_000):
+    def __init__(
+        self,
+        workers: int = 2,
+        timeout: float = 2.0,
+        work: Callable[[str, str], ScreenResult | None] = worker_screen,
+        initializer: Callable[[], None] | None = _load_worker_rules,
+        max_tasks: int = 20_000,
+    ):
         self.workers = workers
         self.max_tasks = max_tasks
         self.timeout = timeout
@@ -117,8 +138,9 @@ class IsolatedScreen:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: a fresh interpreter, not a fork of the gateway's event loop and threads
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=self.initializer)
+        return ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=self.initializer
+        )
 
     def _start(self, pool: ProcessPoolExecutor) -> list[Future]:
         """Spawn the pool's workers and load the rules now, not on the next patient's message."""

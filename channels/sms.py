@@ -54,8 +54,9 @@ import random
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -66,13 +67,29 @@ from redis.exceptions import ResponseError
 
 from channels.consent import SmsRecords
 from channels.crypto import Cipher, DecryptError
-from channels.errors import (STATE_ERRORS, CareLineError, DuplicateInProgress, InvalidMessage, PayloadTooLarge,
-                             StoreUnavailable)
+from channels.errors import (
+    STATE_ERRORS,
+    CareLineError,
+    DuplicateInProgress,
+    InvalidMessage,
+    PayloadTooLarge,
+    StoreUnavailable,
+)
 from channels.http_limits import read_body_capped
 from channels.messages import InboundMessage, OutboundMessage
 from channels.pipeline import Gateway
-from channels.sms_text import (asks_to_stop_texting, for_sms, keyword_kind, map_numbered_reply, normalise_keyword,
-                               numbered_options, plain_text, split_for_sms, to_gsm7, undo_carrier_quirks)
+from channels.sms_text import (
+    asks_to_stop_texting,
+    for_sms,
+    keyword_kind,
+    map_numbered_reply,
+    normalise_keyword,
+    numbered_options,
+    plain_text,
+    split_for_sms,
+    to_gsm7,
+    undo_carrier_quirks,
+)
 from channels.twilio_sender import SendError, TwilioSender, Unsubscribed
 
 log = logging.getLogger(__name__)
@@ -126,22 +143,30 @@ class SmsTexts:
 
     @property
     def help(self) -> str:
-        return (f"{self.clinic_name}: this is our automated assistant. Call us at {self.clinic_phone}. "
-                "Reply STOP to opt out. Msg&data rates may apply. For emergencies call 911.")
+        return (
+            f"{self.clinic_name}: this is our automated assistant. Call us at {self.clinic_phone}. "
+            "Reply STOP to opt out. Msg&data rates may apply. For emergencies call 911."
+        )
 
     @property
     def opted_out(self) -> str:
-        return (f"You're unsubscribed from {self.clinic_name} texts and will get no more messages. "
-                "Reply START to resubscribe. For emergencies call 911.")
+        return (
+            f"You're unsubscribed from {self.clinic_name} texts and will get no more messages. "
+            "Reply START to resubscribe. For emergencies call 911."
+        )
 
     @property
     def opted_in(self) -> str:
         return f"You're subscribed to {self.clinic_name} texts again. Reply HELP for help, STOP to opt out."
 
     confirm_stop = "Do you want us to stop texting you? Reply STOP to unsubscribe from all our texts."
-    media_only = "Sorry, I can only read text, not pictures or files. Please type your message. For emergencies call 911."
-    failed = ("Sorry, something went wrong and I couldn't answer. Our staff have been told. "
-              "If this is an emergency, call 911 now.")
+    media_only = (
+        "Sorry, I can only read text, not pictures or files. Please type your message. For emergencies call 911."
+    )
+    failed = (
+        "Sorry, something went wrong and I couldn't answer. Our staff have been told. "
+        "If this is an emergency, call 911 now."
+    )
 
     def too_long(self, limit: int) -> str:
         return f"Sorry, that message is too long for me. Please send it in parts of under {limit} characters."
@@ -196,16 +221,30 @@ return 0
 @dataclass
 class _Progress:
     """How far the webhook got before a failure: what the patient can be told without the queue."""
+
     kind: str
     opted_out: bool = False
     opted_in: bool = False
 
 
 class SmsChannel:
-    def __init__(self, redis: Redis, gateway: Gateway, sender: TwilioSender, records: SmsRecords,
-                 texts: SmsTexts, shards: int = 8, prefix: str = "careline", max_chars: int = 2000,
-                 dedupe_ttl: int = 24 * 3600, cipher: Cipher | None = None, claim_idle: float = 60.0,
-                 lease_seconds: float = 10.0, state_timeout: float = 2.0, name: str | None = None):
+    def __init__(
+        self,
+        redis: Redis,
+        gateway: Gateway,
+        sender: TwilioSender,
+        records: SmsRecords,
+        texts: SmsTexts,
+        shards: int = 8,
+        prefix: str = "careline",
+        max_chars: int = 2000,
+        dedupe_ttl: int = 24 * 3600,
+        cipher: Cipher | None = None,
+        claim_idle: float = 60.0,
+        lease_seconds: float = 10.0,
+        state_timeout: float = 2.0,
+        name: str | None = None,
+    ):
         self.redis = redis
         self.gateway = gateway
         self.sender = sender
@@ -218,7 +257,7 @@ class SmsChannel:
         self.cipher = cipher or getattr(gateway, "cipher", None) or Cipher(None)
         self.claim_idle = claim_idle
         self.lease_seconds = lease_seconds
-        self.state_timeout = state_timeout   # the webhook's deadline for all its Redis/SQL steps
+        self.state_timeout = state_timeout  # the webhook's deadline for all its Redis/SQL steps
         self.name = name or instance_name()
         self.group = "sms-workers"
         self.restarts = 0
@@ -290,13 +329,14 @@ class SmsChannel:
                 screen = asyncio.create_task(self.gateway.screen(message))
             await writing
         except Exception as exc:  # Redis or SQL down, slow, or anything else: the patient still hears from us
-            log.error("sms webhook could not queue conversation=%s kind=%s error=%s", key, progress.kind,
-                      type(exc).__name__)
+            log.error(
+                "sms webhook could not queue conversation=%s kind=%s error=%s", key, progress.kind, type(exc).__name__
+            )
             if screen is None and progress.kind in SCREENED:
                 screen = asyncio.create_task(self.gateway.screen(message))
             return await self._unqueued_reply(key, message, progress, screen)
         finally:
-            writing.cancel()   # only if this request itself was cancelled; a no-op otherwise
+            writing.cancel()  # only if this request itself was cancelled; a no-op otherwise
         if screen is not None:
             screen.cancel()
         return []
@@ -321,18 +361,23 @@ class SmsChannel:
                 progress.kind, progress.opted_in = "opt_in", True
             else:
                 progress.kind = "text"
-        entry = {"sid": sid, "from_enc": self.cipher.encrypt(sender), "body_enc": self.cipher.encrypt(body),
-                 "kind": progress.kind, "received": repr(time.time())}
+        entry = {
+            "sid": sid,
+            "from_enc": self.cipher.encrypt(sender),
+            "body_enc": self.cipher.encrypt(body),
+            "kind": progress.kind,
+            "received": repr(time.time()),
+        }
         flat = [x for pair in entry.items() for x in pair]
-        queued = await self._enqueue(keys=[mark, self._stream(self.shard_of(key))],
-                                     args=[self.dedupe_ttl, *flat])
+        queued = await self._enqueue(keys=[mark, self._stream(self.shard_of(key))], args=[self.dedupe_ttl, *flat])
         if queued is None:
             log.info("sms duplicate webhook conversation=%s", key)
             return
         log.info("sms queued conversation=%s kind=%s", key, progress.kind)
 
-    async def _unqueued_reply(self, key: str, message: InboundMessage, progress: _Progress,
-                              screen: asyncio.Task | None) -> list[str]:
+    async def _unqueued_reply(
+        self, key: str, message: InboundMessage, progress: _Progress, screen: asyncio.Task | None
+    ) -> list[str]:
         if progress.opted_out:
             return [self.texts.opted_out]
         if progress.opted_in:
@@ -346,8 +391,12 @@ class SmsChannel:
             except Exception as exc:  # Gateway.screen never raises; fail closed all the same
                 log.error("sms webhook screen failed conversation=%s error=%s", key, type(exc).__name__)
         if result is not None and result.escalate:
-            log.warning("sms emergency reply without state conversation=%s outcome=%s rules=%s", key,
-                        result.outcome, result.rule)
+            log.warning(
+                "sms emergency reply without state conversation=%s outcome=%s rules=%s",
+                key,
+                result.outcome,
+                result.rule,
+            )
             await self.gateway.record_reply_without_state(message, result)
             return [for_sms(r.text) for r in result.replies]
         return [StoreUnavailable.patient_message]
@@ -358,9 +407,12 @@ class SmsChannel:
         self._stopping.clear()
         self._tasks = [asyncio.create_task(self._supervise("sms-leases", self._lease_loop), name="sms-leases")]
         for shard in range(self.shards):
-            self._tasks.append(asyncio.create_task(
-                self._supervise(f"sms-shard-{shard}", lambda shard=shard: self._shard_loop(shard)),
-                name=f"sms-shard-{shard}"))
+            self._tasks.append(
+                asyncio.create_task(
+                    self._supervise(f"sms-shard-{shard}", lambda shard=shard: self._shard_loop(shard)),
+                    name=f"sms-shard-{shard}",
+                )
+            )
 
     async def stop(self, drain_seconds: float = 8.0) -> None:
         """Let the turns in flight finish (up to `drain_seconds`), then hand the shards over."""
@@ -370,7 +422,7 @@ class SmsChannel:
             _done, pending = await asyncio.wait(loops, timeout=drain_seconds)
             for task in pending:
                 task.cancel()
-        for task in self._tasks[:1]:   # the lease keeper renews until the loops are done
+        for task in self._tasks[:1]:  # the lease keeper renews until the loops are done
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
@@ -382,16 +434,24 @@ class SmsChannel:
                 await self.redis.delete(self._k("worker", self.name))
                 await self.redis.srem(self._k("workers"), self.name)
         except Exception as exc:
-            log.warning("sms leases not released error=%s: they expire in %.0fs", type(exc).__name__,
-                        self.lease_seconds)
+            log.warning(
+                "sms leases not released error=%s: they expire in %.0fs", type(exc).__name__, self.lease_seconds
+            )
 
     def health(self) -> dict[str, Any]:
         """For /readyz: every loop running and the lease keeper reaching Redis."""
         loops = sum(1 for t in self._tasks[1:] if not t.done())
         renewed = self._last_renewal is not None and time.monotonic() - self._last_renewal < 3 * self.lease_seconds
         ok = bool(self._tasks) and not self._tasks[0].done() and loops == self.shards and renewed
-        return {"ok": ok, "workers": loops, "shards": len(self._owned), "shards_total": self.shards,
-                "replicas": self._replicas, "restarts": self.restarts, "consumer": self.name}
+        return {
+            "ok": ok,
+            "workers": loops,
+            "shards": len(self._owned),
+            "shards_total": self.shards,
+            "replicas": self._replicas,
+            "restarts": self.restarts,
+            "consumer": self.name,
+        }
 
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run a loop for ever: a crash is logged (its type only) and the loop restarts with backoff."""
@@ -424,16 +484,17 @@ class SmsChannel:
 
     async def _lease_loop(self) -> None:
         ttl_ms = int(self.lease_seconds * 1000)
-        while True:   # until cancelled: it renews while stop() drains the shard loops
+        while True:  # until cancelled: it renews while stop() drains the shard loops
             try:
                 async with asyncio.timeout(self.lease_seconds / 2):
                     await self._heartbeat(ttl_ms)
                     owned = sorted(self._owned)
                     if owned:
                         asked = time.monotonic()
-                        kept = await self._renew(keys=[self._k("lease", str(s)) for s in owned],
-                                                 args=[self.name, ttl_ms])
-                        for shard, ok in zip(owned, kept):
+                        kept = await self._renew(
+                            keys=[self._k("lease", str(s)) for s in owned], args=[self.name, ttl_ms]
+                        )
+                        for shard, ok in zip(owned, kept, strict=False):
                             if int(ok):
                                 self._owned[shard] = asked
                             elif self._owned.pop(shard, None) is not None:
@@ -444,7 +505,7 @@ class SmsChannel:
                 for shard in [s for s in self._owned if not self._holds(s)]:
                     self._owned.pop(shard, None)
                     log.warning("sms shard lease expired shard=%d", shard)
-            try:   # consent cache writes that failed while Redis was away
+            try:  # consent cache writes that failed while Redis was away
                 async with asyncio.timeout(self.lease_seconds / 2):
                     await self.records.repair_cache()
             except STATE_ERRORS as exc:
@@ -465,7 +526,7 @@ class SmsChannel:
                 for n in names:
                     pipe.exists(self._k("worker", n))
                 flags = await pipe.execute()
-            dead = [n for n, f in zip(names, flags) if not f and n != self.name]
+            dead = [n for n, f in zip(names, flags, strict=False) if not f and n != self.name]
             if dead:
                 await self.redis.srem(self._k("workers"), *dead)
             alive = sum(1 for f in flags if f)
@@ -476,12 +537,15 @@ class SmsChannel:
 
     async def _try_acquire(self, shard: int) -> bool:
         if self._last_renewal is None or len(self._owned) + self._acquiring >= self._fair_share():
-            return False   # not before our heartbeat counted us, and no more than our share
+            return False  # not before our heartbeat counted us, and no more than our share
         self._acquiring += 1
         try:
             asked = time.monotonic()
-            if int(await self._acquire(keys=[self._k("lease", str(shard))],
-                                       args=[self.name, int(self.lease_seconds * 1000)])):
+            if int(
+                await self._acquire(
+                    keys=[self._k("lease", str(shard))], args=[self.name, int(self.lease_seconds * 1000)]
+                )
+            ):
                 self._owned[shard] = asked
                 log.info("sms shard acquired shard=%d consumer=%s", shard, self.name)
                 return True
@@ -521,7 +585,7 @@ class SmsChannel:
 
     async def _shard_loop(self, shard: int) -> None:
         stream = self._stream(shard)
-        ready = False   # taken over and own backlog handled, since the lease was (re)acquired
+        ready = False  # taken over and own backlog handled, since the lease was (re)acquired
         while not self._stopping.is_set():
             if not self._holds(shard):
                 ready = False
@@ -559,7 +623,7 @@ class SmsChannel:
             if "BUSYGROUP" not in str(exc):
                 raise
             return
-        if stream in self._groups_made:   # it existed before: Redis was flushed or lost its data
+        if stream in self._groups_made:  # it existed before: Redis was flushed or lost its data
             self.regroups += 1
             log.warning("sms consumer group missing on %s: recreated", stream.rsplit(":", 1)[-1])
         self._groups_made.add(stream)
@@ -589,15 +653,21 @@ class SmsChannel:
                 ids = [r["message_id"] for r in rows]
                 if ids:
                     await self.redis.xclaim(stream, self.group, self.name, 0, ids, justid=True)
-                    log.warning("sms took over entries=%d of a stopped consumer on %s", len(ids),
-                                stream.rsplit(":", 1)[-1])
+                    log.warning(
+                        "sms took over entries=%d of a stopped consumer on %s", len(ids), stream.rsplit(":", 1)[-1]
+                    )
         start = "0-0"
         while True:  # a live consumer's entries idle for longer than claim_idle
-            reply = await self.redis.xautoclaim(stream, self.group, self.name, int(self.claim_idle * 1000),
-                                                start, count=100)
+            reply = await self.redis.xautoclaim(
+                stream, self.group, self.name, int(self.claim_idle * 1000), start, count=100
+            )
             if reply[1]:
-                log.warning("sms took over entries=%d idle for %.0fs on %s", len(reply[1]), self.claim_idle,
-                            stream.rsplit(":", 1)[-1])
+                log.warning(
+                    "sms took over entries=%d idle for %.0fs on %s",
+                    len(reply[1]),
+                    self.claim_idle,
+                    stream.rsplit(":", 1)[-1],
+                )
             start = _s(reply[0])
             if start == "0-0":
                 break
@@ -621,11 +691,11 @@ class SmsChannel:
             return False
         for entry_id, fields in entries:
             if self._stopping.is_set():
-                break   # stopping: the rest stay pending, taken at once by the next owner
-            if entry_id is None:   # Redis 6.2: a deleted entry claimed from another consumer
+                break  # stopping: the rest stay pending, taken at once by the next owner
+            if entry_id is None:  # Redis 6.2: a deleted entry claimed from another consumer
                 continue
             await self._fence(shard)
-            if not fields:   # deleted after it was answered
+            if not fields:  # deleted after it was answered
                 await self._done(stream, entry_id)
                 continue
             if history and await self._deliveries(stream, entry_id) > MAX_DELIVERIES:
@@ -653,12 +723,12 @@ class SmsChannel:
                 await pipe.execute()
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
-                raise   # else Redis was flushed meanwhile: the entry is gone already
+                raise  # else Redis was flushed meanwhile: the entry is gone already
 
     def _decode(self, fields: dict) -> dict[str, str] | None:
         data = {_s(k): _s(v) for k, v in fields.items()}
         try:
-            if "from_enc" in data:   # entries queued before encryption carry "from" and "body" as they are
+            if "from_enc" in data:  # entries queued before encryption carry "from" and "body" as they are
                 data["from"] = self.cipher.decrypt(data.pop("from_enc"))
                 data["body"] = self.cipher.decrypt(data.pop("body_enc")) if "body_enc" in data else ""
         except DecryptError:
@@ -676,8 +746,7 @@ class SmsChannel:
         data = self._decode(fields)
         if data is not None:
             key = self.gateway.key_for("sms", data["from"])
-            log.error("sms entry failed %d times conversation=%s: dropped with the failure notice",
-                      MAX_DELIVERIES, key)
+            log.error("sms entry failed %d times conversation=%s: dropped with the failure notice", MAX_DELIVERIES, key)
             data["shard"] = shard
             await self.records.failed(key, data.get("sid"), "not_answered", "too_many_attempts")
             try:
@@ -728,8 +797,9 @@ class SmsChannel:
             return
         if kind in ("too_long", "confirm_stop") and not await self._flagged(data):
             # a crisis in a long message or in "stop texting me, I want to die" goes on to the gateway
-            await self._deliver(key, data, [self.texts.too_long(self.max_chars) if kind == "too_long"
-                                            else self.texts.confirm_stop])
+            await self._deliver(
+                key, data, [self.texts.too_long(self.max_chars) if kind == "too_long" else self.texts.confirm_stop]
+            )
             return
         body = data["body"]
         if body.strip().upper() in ("MORE", "MORE.", "MORE!"):
@@ -765,8 +835,9 @@ class SmsChannel:
         await self._send_replies(key, data, result.replies)
 
     async def _flagged(self, data: dict[str, str]) -> bool:
-        result = await self.gateway.screen(InboundMessage("sms", data["from"], data["body"], data["sid"],
-                                                          {"format": "sms"}))
+        result = await self.gateway.screen(
+            InboundMessage("sms", data["from"], data["body"], data["sid"], {"format": "sms"})
+        )
         return result is not None and result.escalate
 
     async def _get_secret(self, redis_key: str) -> str | None:
@@ -797,7 +868,9 @@ class SmsChannel:
         for reply in replies:
             text = plain_text(reply.text)
             if reply.buttons:
-                text, options = numbered_options(text, [{"title": b.title, "payload": b.payload} for b in reply.buttons])
+                text, options = numbered_options(
+                    text, [{"title": b.title, "payload": b.payload} for b in reply.buttons]
+                )
             texts.append(text)
         await self._put_secret(self._k("options", key), json.dumps(options) if options else None)
         if texts:
@@ -808,8 +881,9 @@ class SmsChannel:
         await self._put_secret(self._k("more", key), rest)
         await self._deliver(key, data, parts)
 
-    async def _deliver(self, key: str, data: dict[str, str], parts: list[str], force: bool = False,
-                       tag: str = "r") -> None:
+    async def _deliver(
+        self, key: str, data: dict[str, str], parts: list[str], force: bool = False, tag: str = "r"
+    ) -> None:
         """Send parts in order. A STOP recorded meanwhile wins (unless this is its confirmation);
         a part already sent before a crash is not sent twice; a process that lost the shard's
         lease sends nothing. `tag` keeps a notice's markers apart from a reply's.
@@ -829,8 +903,8 @@ class SmsChannel:
             try:
                 done, tried = await self.redis.mget(marker, sending)
             except STATE_ERRORS:
-                done = tried = None   # cannot tell: sending again is better than not at all
-            if done is not None:   # sent by an earlier attempt; it may have died before recording it
+                done = tried = None  # cannot tell: sending again is better than not at all
+            if done is not None:  # sent by an earlier attempt; it may have died before recording it
                 try:
                     await self.records.sent_once(key, data.get("sid"), _s(done))
                 except STATE_ERRORS as exc:
@@ -840,8 +914,9 @@ class SmsChannel:
                 await self._fence(int(shard))
             sent = None
             if tried is not None:
-                sent = await self.sender.find_sent(data["from"], body, float(tried),
-                                                   exclude=await self.records.message_sids(key))
+                sent = await self.sender.find_sent(
+                    data["from"], body, float(tried), exclude=await self.records.message_sids(key)
+                )
                 if sent is not None:
                     log.warning("sms part found sent by an attempt that died conversation=%s", key)
             try:
@@ -901,8 +976,11 @@ def make_router(get_channel, settings) -> APIRouter:
             return refuse("missing signature" if not signature else "invalid signature", path)
         if not hmac.compare_digest(form.get("AccountSid", "").encode(), account.encode()):
             return refuse("another account", path)
-        if inbound and form.get("To", "") not in numbers and not (
-                service and form.get("MessagingServiceSid") == service):
+        if (
+            inbound
+            and form.get("To", "") not in numbers
+            and not (service and form.get("MessagingServiceSid") == service)
+        ):
             return refuse("not one of our numbers", path)
         return form
 

@@ -60,13 +60,21 @@ GSM7_BASIC: frozenset[str] = frozenset(_GSM7_BASIC_TABLE) - {"\x1b"}
 
 # The extension table: each is sent as ESC + code, so it costs 2 septets.
 GSM7_EXTENSION_TABLE: dict[int, str] = {
-    0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\",
-    0x3C: "[", 0x3D: "~", 0x3E: "]", 0x40: "|", 0x65: "€",
+    0x0A: "\f",
+    0x14: "^",
+    0x28: "{",
+    0x29: "}",
+    0x2F: "\\",
+    0x3C: "[",
+    0x3D: "~",
+    0x3E: "]",
+    0x40: "|",
+    0x65: "€",
 }
 GSM7_EXTENSION: frozenset[str] = frozenset(GSM7_EXTENSION_TABLE.values())
 
-GSM7_SINGLE, GSM7_PART = 160, 153   # septets: one message / each part of a concatenated one
-UCS2_SINGLE, UCS2_PART = 70, 67     # UTF-16 code units, likewise
+GSM7_SINGLE, GSM7_PART = 160, 153  # septets: one message / each part of a concatenated one
+UCS2_SINGLE, UCS2_PART = 70, 67  # UTF-16 code units, likewise
 
 Encoding = Literal["GSM-7", "UCS-2"]
 
@@ -142,39 +150,95 @@ def _fits_one_segment(text: str) -> bool:
 # Characters with a GSM-7 equivalent that Unicode decomposition does not find (or finds wrongly).
 _GSM_EQUIVALENTS: dict[str, str] = {
     # quotes and apostrophes; the backtick and acute accent are not in GSM-7 either
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'",
-    "\u00b4": "'", "\u02bc": "'", "\u2039": "'", "\u203a": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
-    "\u00ab": '"', "\u00bb": '"',
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u201b": "'",
+    "\u2032": "'",
+    "`": "'",
+    "\u00b4": "'",
+    "\u02bc": "'",
+    "\u2039": "'",
+    "\u203a": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u201f": '"',
+    "\u2033": '"',
+    "\u00ab": '"',
+    "\u00bb": '"',
     # dashes and minus
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
-    "\u2212": "-", "\ufe58": "-", "\ufe63": "-", "\uff0d": "-", "\u00ad": "",
+    "\u2010": "-",
+    "\u2011": "-",
+    "\u2012": "-",
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2015": "-",
+    "\u2212": "-",
+    "\ufe58": "-",
+    "\ufe63": "-",
+    "\uff0d": "-",
+    "\u00ad": "",
     "\u2026": "...",
     # bullets
-    "\u2022": "-", "\u2023": "-", "\u25e6": "-", "\u2043": "-", "\u2219": "-", "\u25cf": "-",
-    "\u25aa": "-", "\u25a0": "-", "\u00b7": "-", "\u2027": "-",
+    "\u2022": "-",
+    "\u2023": "-",
+    "\u25e6": "-",
+    "\u2043": "-",
+    "\u2219": "-",
+    "\u25cf": "-",
+    "\u25aa": "-",
+    "\u25a0": "-",
+    "\u00b7": "-",
+    "\u2027": "-",
     # symbols
-    "\u2122": "(TM)", "\u00ae": "(R)", "\u00a9": "(C)",
-    "\u2192": "->", "\u27f6": "->", "\u2190": "<-", "\u27f5": "<-", "\u2194": "<->",
-    "\u21d2": "=>", "\u2264": "<=", "\u2265": ">=", "\u2260": "!=", "\u00b1": "+/-",
-    "\u00d7": "x", "\u00f7": "/", "\u2044": "/",
-    "\u00bd": "1/2", "\u00bc": "1/4", "\u00be": "3/4", "\u2153": "1/3", "\u2154": "2/3",
-    "\u00b5": "u", "\u03bc": "u",
+    "\u2122": "(TM)",
+    "\u00ae": "(R)",
+    "\u00a9": "(C)",
+    "\u2192": "->",
+    "\u27f6": "->",
+    "\u2190": "<-",
+    "\u27f5": "<-",
+    "\u2194": "<->",
+    "\u21d2": "=>",
+    "\u2264": "<=",
+    "\u2265": ">=",
+    "\u2260": "!=",
+    "\u00b1": "+/-",
+    "\u00d7": "x",
+    "\u00f7": "/",
+    "\u2044": "/",
+    "\u00bd": "1/2",
+    "\u00bc": "1/4",
+    "\u00be": "3/4",
+    "\u2153": "1/3",
+    "\u2154": "2/3",
+    "\u00b5": "u",
+    "\u03bc": "u",
     # letters with no decomposition
-    "\u0153": "oe", "\u0152": "OE", "\u0142": "l", "\u0141": "L", "\u0111": "d", "\u0110": "D",
-    "\u0131": "i", "\u00f0": "d", "\u00fe": "th", "\u00de": "Th",
+    "\u0153": "oe",
+    "\u0152": "OE",
+    "\u0142": "l",
+    "\u0141": "L",
+    "\u0111": "d",
+    "\u0110": "D",
+    "\u0131": "i",
+    "\u00f0": "d",
+    "\u00fe": "th",
+    "\u00de": "Th",
     # lower-case c cedilla: only the capital is in GSM-7 and a capital mid-word reads oddly
     "\u00e7": "c",
     # line and paragraph separators, tab
-    "\u2028": "\n", "\u2029": "\n", "\t": " ",
+    "\u2028": "\n",
+    "\u2029": "\n",
+    "\t": " ",
 }
 # Invisible characters that only steer layout; dropped everywhere.
-_INVISIBLE = frozenset("\u200b\u2060\ufeff\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                       "\u2066\u2067\u2068\u2069\u180e")
+_INVISIBLE = frozenset("\u200b\u2060\ufeff\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u180e")
 # Joiners and variation selectors glue emoji sequences together: dropped only between GSM text.
 _JOINERS = frozenset("\u200c\u200d\ufe0e\ufe0f")
 
-_MICROGRAM = re.compile(r"[\u00b5\u03bc]g\b")      # "µg" is written "mcg" in clinical use
+_MICROGRAM = re.compile(r"[\u00b5\u03bc]g\b")  # "µg" is written "mcg" in clinical use
 _DEGREE = re.compile(r"[ \u00a0]*\u00b0[ \u00a0]*")
 _DEG_BEFORE_END = re.compile(r" deg (?=[\s.,;:!?)\]]|$)")
 
@@ -187,13 +251,13 @@ def _strip_marks(text: str, form: str) -> str:
 def _gsm_equivalent(c: str) -> str:
     if c in _GSM_EQUIVALENTS:
         return _GSM_EQUIVALENTS[c]
-    if unicodedata.category(c) == "Zs":          # no-break, thin, figure, ideographic ... spaces
+    if unicodedata.category(c) == "Zs":  # no-break, thin, figure, ideographic ... spaces
         return " "
-    for form in ("NFD", "NFKD"):                 # á -> a, È -> E, ﬁ -> fi, ² -> 2, Ａ -> A
+    for form in ("NFD", "NFKD"):  # á -> a, È -> E, ﬁ -> fi, ² -> 2, Ａ -> A
         plain = _strip_marks(c, form)
         if plain and is_gsm7(plain):
             return plain
-    return c                                     # no equivalent: it forces UCS-2, correctly
+    return c  # no equivalent: it forces UCS-2, correctly
 
 
 def to_gsm7(text: str) -> str:
@@ -206,7 +270,7 @@ def to_gsm7(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = text.replace("\u2103", "\u00b0C").replace("\u2109", "\u00b0F")
     text = _MICROGRAM.sub("mcg", text)
-    text = _DEG_BEFORE_END.sub(" deg", _DEGREE.sub(" deg ", text))   # 38°C -> 38 deg C
+    text = _DEG_BEFORE_END.sub(" deg", _DEGREE.sub(" deg ", text))  # 38°C -> 38 deg C
 
     out: list[str] = []
     for i, c in enumerate(text):
@@ -219,7 +283,7 @@ def to_gsm7(text: str) -> str:
                 continue
             out.append(c)
         elif unicodedata.category(c).startswith("M") and prev_gsm:
-            continue                             # an accent NFC could not compose onto a GSM letter
+            continue  # an accent NFC could not compose onto a GSM letter
         elif _is_gsm_char(c):
             out.append(c)
         else:
@@ -231,8 +295,7 @@ def to_gsm7(text: str) -> str:
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE)
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\(\s*([^()\s]*(?:\([^()\s]*\)[^()\s]*)*)(?:\s+\"[^\"]*\")?\s*\)")
-_HTML_LINK = re.compile(r"<a\s[^>]*?href\s*=\s*[\"']([^\"']+)[\"'][^>]*>(.*?)</a\s*>",
-                        re.IGNORECASE | re.DOTALL)
+_HTML_LINK = re.compile(r"<a\s[^>]*?href\s*=\s*[\"']([^\"']+)[\"'][^>]*>(.*?)</a\s*>", re.IGNORECASE | re.DOTALL)
 _AUTOLINK = re.compile(r"<((?:https?://|mailto:)[^>\s]+)>", re.IGNORECASE)
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"]+", re.IGNORECASE)
 _BREAK_TAGS = re.compile(r"<\s*(?:br|/p|/div|/li|/h[1-6]|/tr)\s*/?\s*>", re.IGNORECASE)
@@ -324,7 +387,7 @@ def _is_sentence_end(text: str, p: int) -> bool:
         return True
     if prev != ".":
         return False
-    before = text[:p - 1].split()
+    before = text[: p - 1].split()
     word = before[-1].lstrip("(\"'").lower() if before else ""
     return word not in _ABBREVIATIONS
 
@@ -351,8 +414,11 @@ def _max_fit(text: str, pos: int, budget: int, suffix: str) -> int:
             break
         end = i + 1
     # Never cut between a character and the accent, joiner or skin tone that belongs to it.
-    while pos < end < len(text) and (unicodedata.category(text[end]).startswith("M")
-                                     or text[end] in _JOINERS or "\U0001f3fb" <= text[end] <= "\U0001f3ff"):
+    while pos < end < len(text) and (
+        unicodedata.category(text[end]).startswith("M")
+        or text[end] in _JOINERS
+        or "\U0001f3fb" <= text[end] <= "\U0001f3ff"
+    ):
         end -= 1
     return end
 
@@ -383,16 +449,20 @@ def _take(text: str, pos: int, budget: int, suffix: str = "") -> tuple[str, int]
             sentence = word = p
     if word is not None:
         full = word - pos
-        end = (sentence if sentence is not None and sentence - pos >= 0.4 * full
-               else clause if clause is not None and clause - pos >= 0.6 * full
-               else word)
+        end = (
+            sentence
+            if sentence is not None and sentence - pos >= 0.4 * full
+            else clause
+            if clause is not None and clause - pos >= 0.6 * full
+            else word
+        )
         return text[pos:end].rstrip(), end
 
     word_end = pos
     while word_end < len(text) and not text[word_end].isspace():
         word_end += 1
     if _fits_one_segment(text[pos:word_end]):
-        return "", pos                           # the word fits a fresh part: do not cut it
+        return "", pos  # the word fits a fresh part: do not cut it
     return text[pos:hard_end], hard_end
 
 
@@ -418,7 +488,7 @@ def split_for_sms(text: str, max_send: int = 320) -> tuple[list[str], str | None
     if not text:
         return [], None
 
-    sent: list[tuple[str, int]] = []             # (part, where it starts in text)
+    sent: list[tuple[str, int]] = []  # (part, where it starts in text)
     pos = used = 0
     while pos < len(text):
         part, end = _take(text, pos, max_send - used)
@@ -440,7 +510,7 @@ def split_for_sms(text: str, max_send: int = 320) -> tuple[list[str], str | None
         pos = _skip_space(text, end)
     elif sent and _fits_one_segment(sent[-1][0] + _MORE_SUFFIX):
         sent[-1] = (sent[-1][0] + _MORE_SUFFIX, sent[-1][1])
-    elif sent:                                   # re-cut the last part shorter to make room
+    elif sent:  # re-cut the last part shorter to make room
         last, start = sent.pop()
         used -= len(last)
         part, end = _take(text, start, max_send - used, _MORE_SUFFIX)
@@ -450,7 +520,7 @@ def split_for_sms(text: str, max_send: int = 320) -> tuple[list[str], str | None
         else:
             sent.append((MORE_PROMPT, start))
             pos = start
-    else:                                        # not even the first word fits max_send
+    else:  # not even the first word fits max_send
         sent.append((MORE_PROMPT, pos))
     return [p for p, _ in sent], text[pos:].strip() or None
 
@@ -463,7 +533,7 @@ _MAX_TITLE = 30
 def _short_title(title: str) -> str:
     title = for_sms(title).replace("\n", " ").strip(" .!?:;,")
     if len(title) > _MAX_TITLE:
-        head = title[:_MAX_TITLE + 1]
+        head = title[: _MAX_TITLE + 1]
         title = (head.rsplit(" ", 1)[0] if " " in head else title[:_MAX_TITLE]).rstrip(" .!?:;,-")
     return title
 
@@ -492,11 +562,26 @@ def numbered_options(text: str, buttons: Iterable[Any]) -> tuple[str, dict[str, 
     return (f"{text.rstrip()}\n{line}" if text.strip() else line), options
 
 
-_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "nine": 9, "ten": 10, "first": 1, "second": 2, "third": 3,
-                 "fourth": 4, "fifth": 5}
+_NUMBER_WORDS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+}
 _NUMBERED_REPLY = re.compile(
-    r"^(?:(?:option|choice|number|num|no\.|#)\s*)?#?\s*(\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")\s*[.)!]*$")
+    r"^(?:(?:option|choice|number|num|no\.|#)\s*)?#?\s*(\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")\s*[.)!]*$"
+)
 
 
 def map_numbered_reply(body: str, options: Mapping[str, str]) -> str | None:
@@ -529,15 +614,25 @@ def undo_carrier_quirks(body: str) -> str:
     body = _INNER_INVERTED.sub("@", body)
     out: list[str] = []
     for i, c in enumerate(body):
-        if c == "¡" and "!" not in body[i + 1:]:
+        if c == "¡" and "!" not in body[i + 1 :]:
             c = "@"
         out.append(c)
     return "".join(out)
 
 
-OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT",
-                              # also named by the FCC's 2025 revocation rule; match the Twilio opt-out list
-                              "REVOKE", "OPTOUT"})
+OPT_OUT_KEYWORDS = frozenset(
+    {
+        "STOP",
+        "STOPALL",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        # also named by the FCC's 2025 revocation rule; match the Twilio opt-out list
+        "REVOKE",
+        "OPTOUT",
+    }
+)
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
 HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 
@@ -568,19 +663,25 @@ def keyword_kind(body: str) -> KeywordKind | None:
 
 _TEXTS = r"(?:texts?|txts?|text messages?|messages?|msgs?|sms(?:es)?|reminders?|notifications?)"
 _DETERMINER = r"(?:the\s+|these\s+|those\s+|your\s+|any\s+|all\s+|this\s+)?"
-_TEXTING = (rf"(?:texting|txting|messaging|msging|contacting|spamming"
-            rf"|sending\s+(?:me\s+)?{_DETERMINER}{_TEXTS})")
+_TEXTING = (
+    rf"(?:texting|txting|messaging|msging|contacting|spamming"
+    rf"|sending\s+(?:me\s+)?{_DETERMINER}{_TEXTS})"
+)
 _STOP_TEXTING = [
     # "stop texting me", "pls stop messaging me", "quit sending me texts"
     re.compile(rf"\b(?:stop|quit|cease|end)\s+(?:all\s+)?{_TEXTING}\b"),
     # "don't text me anymore", "do not message me", "never contact me again"
-    re.compile(r"\b(?:dont|do not|never|no longer)\s+(?:ever\s+)?(?:text|txt|message|msg|sms|contact)\s+"
-               r"(?:me|us|this number)\b"),
+    re.compile(
+        r"\b(?:dont|do not|never|no longer)\s+(?:ever\s+)?(?:text|txt|message|msg|sms|contact)\s+"
+        r"(?:me|us|this number)\b"
+    ),
     # "stop these texts", "no more messages", "i don't want any more reminders"
     re.compile(rf"\b(?:stop|no more|dont want|do not want)\s+{_DETERMINER}(?:more\s+|further\s+)?{_TEXTS}\b"),
     re.compile(r"\bunsubscribe\b|\bopt (?:me )?out\b"),
-    re.compile(rf"\b(?:remove|take)\s+(?:me|my number|this number)\s+(?:off|from)\s+{_DETERMINER}"
-               rf"(?:list|{_TEXTS})\b"),
+    re.compile(
+        rf"\b(?:remove|take)\s+(?:me|my number|this number)\s+(?:off|from)\s+{_DETERMINER}"
+        rf"(?:list|{_TEXTS})\b"
+    ),
 ]
 
 

@@ -89,13 +89,19 @@ return 1
 @dataclass(frozen=True)
 class Claim:
     claimed: bool
-    previous: list[OutboundMessage] | None = None   # replies of a message already handled
-    conflict: bool = False                          # the id was first used for another message
+    previous: list[OutboundMessage] | None = None  # replies of a message already handled
+    conflict: bool = False  # the id was first used for another message
 
 
 class ConversationStore:
-    def __init__(self, redis: Redis, prefix: str = "careline", retention: int = 30 * 24 * 3600,
-                 transcript_max: int = 500, dedupe_ttl: int = 24 * 3600):
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str = "careline",
+        retention: int = 30 * 24 * 3600,
+        transcript_max: int = 500,
+        dedupe_ttl: int = 24 * 3600,
+    ):
         self.redis = redis
         self.prefix = prefix
         self.retention = retention
@@ -111,9 +117,15 @@ class ConversationStore:
     async def ensure(self, key: str, channel: str, address_enc: str | None = None) -> Owner:
         """Register a conversation on first sight and return its owner. `address_enc` is kept only
         where the address is needed to reply (SMS), and only encrypted."""
-        owner = await self._ensure(keys=[self._k("conv", key), self._k("retention"),
-                                         f"{RASA_KEY_PREFIX}:tracker:{key}", f"{RASA_KEY_PREFIX}:lock:{key}"],
-                                   args=[repr(time.time()), self.retention, channel, address_enc or "", key])
+        owner = await self._ensure(
+            keys=[
+                self._k("conv", key),
+                self._k("retention"),
+                f"{RASA_KEY_PREFIX}:tracker:{key}",
+                f"{RASA_KEY_PREFIX}:lock:{key}",
+            ],
+            args=[repr(time.time()), self.retention, channel, address_enc or "", key],
+        )
         return Owner(_s(owner))
 
     async def owner(self, key: str) -> Owner | None:
@@ -126,8 +138,14 @@ class ConversationStore:
         raw = await self.redis.hgetall(self._k("conv", key))
         return {_s(k): _s(v) for k, v in raw.items()}
 
-    async def set_owner(self, key: str, owner: Owner, reason: str | None = None,
-                        summary: dict[str, Any] | None = None, priority: str = "normal") -> None:
+    async def set_owner(
+        self,
+        key: str,
+        owner: Owner,
+        reason: str | None = None,
+        summary: dict[str, Any] | None = None,
+        priority: str = "normal",
+    ) -> None:
         now = time.time()
         mapping = {"owner": owner.value, "updated_at": str(now)}
         if reason is not None:
@@ -143,9 +161,12 @@ class ConversationStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._k("conv", key), mapping=mapping)
             if owner is Owner.WAITING_FOR_STAFF:
-                pipe.xadd(self._k("staff", "queue"),
-                          {"conversation": key, "reason": reason or "", "priority": priority, "ts": str(now)},
-                          minid=self._oldest_kept_id(now), approximate=True)
+                pipe.xadd(
+                    self._k("staff", "queue"),
+                    {"conversation": key, "reason": reason or "", "priority": priority, "ts": str(now)},
+                    minid=self._oldest_kept_id(now),
+                    approximate=True,
+                )
                 pipe.zadd(self._k("staff", "waiting"), {key: _score(priority, now)})
             else:
                 pipe.zrem(self._k("staff", "waiting"), key)
@@ -160,10 +181,15 @@ class ConversationStore:
         """Alert staff who already own a conversation (a red flag while talking to a person)."""
         now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._k("conv", key), mapping={"alert": reason, "alert_priority": priority, "updated_at": str(now)})
-            pipe.xadd(self._k("staff", "queue"),
-                      {"conversation": key, "reason": reason, "priority": priority, "ts": str(now), "alert": "1"},
-                      minid=self._oldest_kept_id(now), approximate=True)
+            pipe.hset(
+                self._k("conv", key), mapping={"alert": reason, "alert_priority": priority, "updated_at": str(now)}
+            )
+            pipe.xadd(
+                self._k("staff", "queue"),
+                {"conversation": key, "reason": reason, "priority": priority, "ts": str(now), "alert": "1"},
+                minid=self._oldest_kept_id(now),
+                approximate=True,
+            )
             await pipe.execute()
 
     async def waiting_for_staff(self, count: int = 100) -> list[str]:
@@ -175,8 +201,9 @@ class ConversationStore:
         return [{_s(k): _s(v) for k, v in fields.items()} for _id, fields in entries]
 
     # --- transcript ------------------------------------------------------------------------
-    async def append(self, key: str, role: str, messages: list[OutboundMessage] | None = None,
-                     text: str | None = None) -> None:
+    async def append(
+        self, key: str, role: str, messages: list[OutboundMessage] | None = None, text: str | None = None
+    ) -> None:
         items = []
         now = time.time()
         if text is not None:
@@ -185,8 +212,10 @@ class ConversationStore:
             items.append(json.dumps({**m.to_dict(), "role": m.role, "ts": now}))
         if not items:
             return
-        await self._append(keys=[self._k("transcript", key), self._k("conv", key)],
-                           args=[self.transcript_max, self.retention, repr(now), *items])
+        await self._append(
+            keys=[self._k("transcript", key), self._k("conv", key)],
+            args=[self.transcript_max, self.retention, repr(now), *items],
+        )
 
     async def transcript(self, key: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in await self.redis.lrange(self._k("transcript", key), 0, -1)]

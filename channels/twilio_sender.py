@@ -38,9 +38,18 @@ class Sent:
 
 
 class TwilioSender:
-    def __init__(self, account_sid: str, auth_token: str, from_number: str | None = None,
-                 messaging_service_sid: str | None = None, api_base_url: str | None = None,
-                 status_callback: str | None = None, retries: int = 3, backoff: float = 0.5, timeout: float = 10.0):
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_base_url: str | None = None,
+        status_callback: str | None = None,
+        retries: int = 3,
+        backoff: float = 0.5,
+        timeout: float = 10.0,
+    ):
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
@@ -68,8 +77,9 @@ class TwilioSender:
     def _recent(self, to: str, limit: int):
         return self.client.messages.list(to=to, limit=limit)
 
-    async def find_sent(self, to: str, body: str, since: float, exclude: set[str] = frozenset(),
-                        limit: int = 20) -> Sent | None:
+    async def find_sent(
+        self, to: str, body: str, since: float, exclude: set[str] = frozenset(), limit: int = 20
+    ) -> Sent | None:
         """A message to `to` with exactly this body, created at or after `since` (epoch seconds; a
         minute of clock skew allowed) and not in `exclude`, among Twilio's latest `limit` to that
         number. None when there is none, or Twilio cannot be asked (then the caller sends)."""

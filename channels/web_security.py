@@ -56,12 +56,18 @@ class SecurityHeaders:
 
     def _headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         ancestors = self.frame_ancestors if scope["path"] in FRAMEABLE else "'none'"
-        csp = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-               f"frame-ancestors {ancestors}")
-        headers = [(b"content-security-policy", csp.encode()), (b"x-content-type-options", b"nosniff"),
-                   (b"referrer-policy", b"no-referrer"), (b"cross-origin-opener-policy", b"same-origin"),
-                   (b"permissions-policy", b"camera=(), microphone=(), geolocation=()")]
+        csp = (
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            f"frame-ancestors {ancestors}"
+        )
+        headers = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+        ]
         if self._https(scope):
             headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
         return headers

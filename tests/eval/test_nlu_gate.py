@@ -15,8 +15,14 @@ SHARED_EVAL = ROOT.parent / "shared" / "eval"
 
 def run_eval(stack, cases: Path) -> dict:
     env = {**os.environ, "RASA_URL": stack.rasa_url, "RASA_TOKEN": stack.rasa_token}
-    result = subprocess.run([sys.executable, "-m", "careline.cli", "eval", "nlu", "--cases", str(cases)],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "careline.cli", "eval", "nlu", "--cases", str(cases)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert {"accuracy", "intents", "errors"} <= set(report)

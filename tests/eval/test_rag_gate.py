@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from careline.kb import evaluate_rag, make_retriever, read_rag_cases
-from knowledge.answer import decide, render
+from careline.kb import evaluate_rag, read_rag_cases
+from knowledge.answers.answer import decide, render
+from knowledge.answers.vectorstore import make_retriever
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "eval" / "rag_dev.jsonl"
@@ -33,8 +34,18 @@ def test_development_set_shape():
     answerable = [c for c in cases if c.get("answerable", True)]
     assert len(answerable) >= 200 and len(cases) - len(answerable) >= 50
     sources = {c["relevant"][0].split("/")[0] for c in answerable}
-    assert {"1_CancerGov_QA", "2_GARD_QA", "3_GHR_QA", "4_MPlus_Health_Topics_QA", "5_NIDDK_QA", "6_NINDS_QA",
-            "7_SeniorHealth_QA", "8_NHLBI_QA_XML", "9_CDC_QA", "clinic"} <= sources
+    assert {
+        "1_CancerGov_QA",
+        "2_GARD_QA",
+        "3_GHR_QA",
+        "4_MPlus_Health_Topics_QA",
+        "5_NIDDK_QA",
+        "6_NINDS_QA",
+        "7_SeniorHealth_QA",
+        "8_NHLBI_QA_XML",
+        "9_CDC_QA",
+        "clinic",
+    } <= sources
 
 
 def test_recall_abstention_and_wrong_answers(report):
@@ -55,7 +66,9 @@ def real_entry(citation_id: str) -> bool:
         file = ROOT / "knowledge" / path
         return file.exists() and any(
             re.sub(r"[^a-z0-9]+", "-", line[3:].lower()).strip("-") == pid
-            for line in file.read_text().splitlines() if line.startswith("## "))
+            for line in file.read_text().splitlines()
+            if line.startswith("## ")
+        )
     file = MEDQUAD / path
     return file.exists() and f'pid="{pid}"' in file.read_text()
 

@@ -15,8 +15,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def run(what: str, cases: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "careline.cli", "eval", what, "--cases", str(cases)],
-                         cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "careline.cli", "eval", what, "--cases", str(cases)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -40,10 +45,13 @@ def test_triage_development_set_size_and_mix():
 
 
 def test_triage_gate(triage):
-    assert triage["emergency_recall"] == 1.0, [c for c in triage["cases"]
-                                               if c["expected"] == "emergency" and c["predicted"] != "emergency"]
+    assert triage["emergency_recall"] == 1.0, [
+        c for c in triage["cases"] if c["expected"] == "emergency" and c["predicted"] != "emergency"
+    ]
     assert triage["accuracy"] >= 0.85, triage["accuracy"]
-    assert {"accuracy", "emergency_recall", "under_triage_rate", "over_triage_rate", "confusion", "cases"} <= set(triage)
+    assert {"accuracy", "emergency_recall", "under_triage_rate", "over_triage_rate", "confusion", "cases"} <= set(
+        triage
+    )
     for case in triage["cases"]:
         assert case["reasons"] and case["rules"], case["id"]
 

@@ -12,8 +12,8 @@ import uuid
 import httpx
 import pytest
 
+from careline.standins.openai_chat import LLMStandin
 from tests.conftest import ROOT
-from tests.llm_standin import LLMStandin
 
 pytestmark = pytest.mark.stack
 
@@ -32,8 +32,12 @@ def action_url(standin, redis_url, tmp_path_factory):
     """Only the action server (no Rasa, no gateway): what is under test is its event loop."""
     from careline.supervisor import Stack
 
-    env = {"LLM_MODEL": "openai:gpt-4o-mini", "LLM_BASE_URL": standin.base_url, "LLM_API_KEY": standin.api_key,
-           "LLM_TIMEOUT_S": str(LLM_DELAY_S + 3)}
+    env = {
+        "LLM_MODEL": "openai:gpt-4o-mini",
+        "LLM_BASE_URL": standin.base_url,
+        "LLM_API_KEY": standin.api_key,
+        "LLM_TIMEOUT_S": str(LLM_DELAY_S + 3),
+    }
     s = Stack(ROOT, redis_url=redis_url, var=tmp_path_factory.mktemp("var-concurrency"), extra_env=env)
     try:
         s.start(["actions"])  # waits for /health, then the knowledge-base warm-up
@@ -45,13 +49,26 @@ def action_url(standin, redis_url, tmp_path_factory):
 def run_action(action_url: str, action: str, text: str, slots: dict | None = None) -> dict:
     """POST /webhook as Rasa does, for a fresh conversation; the action server's JSON reply."""
     sender = f"test-{uuid.uuid4().hex}"
-    tracker = {"sender_id": sender, "slots": slots or {}, "paused": False, "followup_action": None,
-               "active_loop": {}, "latest_action_name": "action_listen",
-               "latest_message": {"text": text, "intent": {"name": "ask_health", "confidence": 1.0},
-                                  "entities": [], "metadata": {}},
-               "events": [{"event": "user", "text": text, "parse_data": {"intent": {"name": "ask_health"}}}]}
-    resp = httpx.post(f"{action_url}/webhook", timeout=30, json={
-        "next_action": action, "sender_id": sender, "tracker": tracker, "domain": {}, "version": "3.6.21"})
+    tracker = {
+        "sender_id": sender,
+        "slots": slots or {},
+        "paused": False,
+        "followup_action": None,
+        "active_loop": {},
+        "latest_action_name": "action_listen",
+        "latest_message": {
+            "text": text,
+            "intent": {"name": "ask_health", "confidence": 1.0},
+            "entities": [],
+            "metadata": {},
+        },
+        "events": [{"event": "user", "text": text, "parse_data": {"intent": {"name": "ask_health"}}}],
+    }
+    resp = httpx.post(
+        f"{action_url}/webhook",
+        timeout=30,
+        json={"next_action": action, "sender_id": sender, "tracker": tracker, "domain": {}, "version": "3.6.21"},
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 

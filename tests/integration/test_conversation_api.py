@@ -140,17 +140,20 @@ def test_duplicate_message_id_is_answered_once(stack, api, conversation_id):
     assert user_turns_in_rasa(stack, conversation_id) == 2
 
 
-@pytest.mark.parametrize("body, status, error", [
-    ({"conversation_id": "c", "text": ""}, 422, "invalid_message"),
-    ({"conversation_id": "c", "text": "   "}, 422, "invalid_message"),
-    ({"conversation_id": "c", "text": 5}, 422, "invalid_message"),
-    ({"conversation_id": "c"}, 422, "invalid_message"),
-    ({"text": "hi"}, 422, "invalid_message"),
-    ({"conversation_id": 12, "text": "hi"}, 422, "invalid_message"),
-    ({"conversation_id": "has spaces", "text": "hi"}, 422, "invalid_message"),
-    ({"conversation_id": "c", "text": "x" * 2001}, 413, "message_too_long"),
-    (["not", "an", "object"], 422, "invalid_message"),
-])
+@pytest.mark.parametrize(
+    "body, status, error",
+    [
+        ({"conversation_id": "c", "text": ""}, 422, "invalid_message"),
+        ({"conversation_id": "c", "text": "   "}, 422, "invalid_message"),
+        ({"conversation_id": "c", "text": 5}, 422, "invalid_message"),
+        ({"conversation_id": "c"}, 422, "invalid_message"),
+        ({"text": "hi"}, 422, "invalid_message"),
+        ({"conversation_id": 12, "text": "hi"}, 422, "invalid_message"),
+        ({"conversation_id": "has spaces", "text": "hi"}, 422, "invalid_message"),
+        ({"conversation_id": "c", "text": "x" * 2001}, 413, "message_too_long"),
+        (["not", "an", "object"], 422, "invalid_message"),
+    ],
+)
 def test_bad_input_gets_a_clear_error(api, body, status, error):
     resp = api.post("/api/messages", json=body)
     assert resp.status_code == status
@@ -166,5 +169,10 @@ def test_health_and_readiness(api):
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"redis": True, "rasa": True, "action_server": True, "safety_screen": True,
-                                      "sms_workers": True}
+    assert ready.json()["checks"] == {
+        "redis": True,
+        "rasa": True,
+        "action_server": True,
+        "safety_screen": True,
+        "sms_workers": True,
+    }

@@ -7,9 +7,9 @@ import uuid
 import httpx
 import pytest
 
+from careline.standins.openai_chat import LLMStandin
 from tests.conftest import ROOT
 from tests.helpers import say
-from tests.llm_standin import LLMStandin
 
 pytestmark = pytest.mark.stack
 
@@ -24,10 +24,15 @@ def standin():
 def llm_api(standin, redis_url, tmp_path_factory):
     from careline.supervisor import Stack, free_port
 
-    env = {"LLM_MODEL": "openai:gpt-4o-mini", "LLM_BASE_URL": standin.base_url, "LLM_API_KEY": standin.api_key,
-           "LLM_TIMEOUT_S": "2"}
-    s = Stack(ROOT, gateway_port=free_port(), redis_url=redis_url, var=tmp_path_factory.mktemp("var-llm"),
-              extra_env=env)
+    env = {
+        "LLM_MODEL": "openai:gpt-4o-mini",
+        "LLM_BASE_URL": standin.base_url,
+        "LLM_API_KEY": standin.api_key,
+        "LLM_TIMEOUT_S": "2",
+    }
+    s = Stack(
+        ROOT, gateway_port=free_port(), redis_url=redis_url, var=tmp_path_factory.mktemp("var-llm"), extra_env=env
+    )
     try:
         s.start()
         s.wait_ready(60)

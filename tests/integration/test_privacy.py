@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from careline.cli import main
-from careline.db import safety_audit, sms_consent
+from channels.db import safety_audit, sms_consent
 from channels.pseudonym import conversation_key
 from tests.helpers import say
 from tests.privacy.traces import redis_traces, sql_traces
@@ -45,9 +45,13 @@ def cli(capsys, *args) -> tuple[int, str]:
 
 
 def test_export_then_erase_leaves_no_trace(stack, api, twilio, monkeypatch, capsys):
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{stack.var / 'careline.db'}"
-    for name, value in (("CONVERSATION_SECRET", stack.secret), ("DATA_ENCRYPTION_KEY", stack.data_key),
-                        ("REDIS_URL", stack.redis_url), ("DATABASE_URL", database_url)):
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{stack.var / 'channels.db'}"
+    for name, value in (
+        ("CONVERSATION_SECRET", stack.secret),
+        ("DATA_ENCRYPTION_KEY", stack.data_key),
+        ("REDIS_URL", stack.redis_url),
+        ("DATABASE_URL", database_url),
+    ):
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(ROOT)
     marker = "Zq" + "".join(random.choices(string.ascii_lowercase, k=10))
@@ -95,7 +99,7 @@ def test_export_then_erase_leaves_no_trace(stack, api, twilio, monkeypatch, caps
     try:
         assert sql_traces(engine, [cid, marker, number, number[2:], sms_marker]) == []
         assert sql_traces(engine, [api_key, sms_key], skip_tables=KEPT) == []
-        with engine.connect() as conn:   # what is kept, on purpose
+        with engine.connect() as conn:  # what is kept, on purpose
             assert conn.execute(select(safety_audit).where(safety_audit.c.conversation == api_key)).first()
             consent = conn.execute(select(sms_consent).where(sms_consent.c.conversation == sms_key)).first()
             assert consent.status == "opted_out"
@@ -113,9 +117,13 @@ def test_retention_sweep_removes_an_expired_conversation_from_the_running_stack(
     removes it, Rasa's tracker included; a current one is untouched."""
     import redis
 
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{stack.var / 'careline.db'}"
-    for name, value in (("CONVERSATION_SECRET", stack.secret), ("DATA_ENCRYPTION_KEY", stack.data_key),
-                        ("REDIS_URL", stack.redis_url), ("DATABASE_URL", database_url)):
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{stack.var / 'channels.db'}"
+    for name, value in (
+        ("CONVERSATION_SECRET", stack.secret),
+        ("DATA_ENCRYPTION_KEY", stack.data_key),
+        ("REDIS_URL", stack.redis_url),
+        ("DATABASE_URL", database_url),
+    ):
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(ROOT)
     marker = "Zq" + "".join(random.choices(string.ascii_lowercase, k=10))
@@ -126,10 +134,12 @@ def test_retention_sweep_removes_an_expired_conversation_from_the_running_stack(
     r = redis.Redis.from_url(stack.redis_url)
     try:
         assert r.exists(f"careline:tracker:{old_key}"), "Rasa keeps its tracker under careline:tracker:"
-        r.zadd("careline:retention", {old_key: time.time() - 31 * 24 * 3600})   # its first message, 31 days ago
+        r.zadd("careline:retention", {old_key: time.time() - 31 * 24 * 3600})  # its first message, 31 days ago
         code, out = cli(capsys, "retention", "sweep")
         assert json.loads(out)["conversations"] >= 1
         assert redis_traces(stack.redis_url, [old_cid, old_key, marker]) == []
-        assert r.exists(f"careline:tracker:{new_key}", f"careline:conv:{new_key}", f"careline:transcript:{new_key}") == 3
+        assert (
+            r.exists(f"careline:tracker:{new_key}", f"careline:conv:{new_key}", f"careline:transcript:{new_key}") == 3
+        )
     finally:
         r.close()

@@ -11,8 +11,7 @@ pytestmark = pytest.mark.stack
 
 def tracker_events(stack, conversation_id):
     key = conversation_key(stack.secret, "api", conversation_id)
-    resp = httpx.get(f"{stack.rasa_url}/conversations/{key}/tracker", params={"token": stack.rasa_token},
-                     timeout=30)
+    resp = httpx.get(f"{stack.rasa_url}/conversations/{key}/tracker", params={"token": stack.rasa_token}, timeout=30)
     resp.raise_for_status()
     return resp.json()["events"]
 

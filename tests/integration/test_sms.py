@@ -8,7 +8,8 @@ import time
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text as sql
+from sqlalchemy import create_engine
+from sqlalchemy import text as sql
 
 from channels.pseudonym import conversation_key
 from channels.sms_text import segments
@@ -56,7 +57,7 @@ def converse(twilio, stack, number, body, seconds=1.5, **kw):
 
 
 def db(stack):
-    return create_engine(f"sqlite:///{stack.var / 'careline.db'}")
+    return create_engine(f"sqlite:///{stack.var / 'channels.db'}")
 
 
 def test_signed_webhook_is_answered(twilio, stack, number):
@@ -67,8 +68,13 @@ def test_signed_webhook_is_answered(twilio, stack, number):
 
 
 def test_wrong_or_missing_signature_is_refused(twilio, stack, number):
-    params = {"MessageSid": "SM" + "1" * 32, "From": number, "To": twilio.phone_number, "Body": "hello",
-              "AccountSid": twilio.account_sid}
+    params = {
+        "MessageSid": "SM" + "1" * 32,
+        "From": number,
+        "To": twilio.phone_number,
+        "Body": "hello",
+        "AccountSid": twilio.account_sid,
+    }
     missing = httpx.post(webhook(stack), data=params)
     wrong = httpx.post(webhook(stack), data=params, headers={"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"})
     assert missing.status_code == 403 and wrong.status_code == 403
@@ -93,18 +99,26 @@ def test_another_account_or_another_number_is_refused(twilio, stack, number):
 
 
 def test_an_oversize_body_is_refused_before_it_is_read(twilio, stack, number):
-    big = {"MessageSid": "SM" + "2" * 32, "From": number, "To": twilio.phone_number, "Body": "x" * 100_000,
-           "AccountSid": twilio.account_sid}
+    big = {
+        "MessageSid": "SM" + "2" * 32,
+        "From": number,
+        "To": twilio.phone_number,
+        "Body": "x" * 100_000,
+        "AccountSid": twilio.account_sid,
+    }
     declared = httpx.post(webhook(stack), data=big, headers={"X-Twilio-Signature": "x"})
     assert declared.status_code == 413
 
-    def chunks():   # no Content-Length: the cap counts what arrives
+    def chunks():  # no Content-Length: the cap counts what arrives
         yield b"Body="
         for _ in range(100):
             yield b"x" * 1000
 
-    streamed = httpx.post(webhook(stack), content=chunks(), headers={
-        "X-Twilio-Signature": "x", "Content-Type": "application/x-www-form-urlencoded"})
+    streamed = httpx.post(
+        webhook(stack),
+        content=chunks(),
+        headers={"X-Twilio-Signature": "x", "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert streamed.status_code == 413
     assert settle(twilio, number, 1.0) == []
 
@@ -153,8 +167,10 @@ def test_stop_then_nothing_more_then_start_resumes(twilio, stack, number):
     assert "subscribed" in " ".join(converse(twilio, stack, number, "START")).lower()
     assert "Saturday" in " ".join(converse(twilio, stack, number, "what are your hours on saturday"))
     with db(stack).connect() as conn:
-        rows = conn.execute(sql("select status, source from sms_consent where conversation = :c"),
-                            {"c": conversation_key(stack.secret, "sms", number)}).all()
+        rows = conn.execute(
+            sql("select status, source from sms_consent where conversation = :c"),
+            {"c": conversation_key(stack.secret, "sms", number)},
+        ).all()
     assert rows == [("opted_in", "keyword")]
 
 
@@ -166,8 +182,9 @@ def test_help_gets_a_compliant_reply(twilio, stack, number):
 def test_free_text_stop_texting_me_asks_to_confirm(twilio, stack, number):
     body = " ".join(converse(twilio, stack, number, "pls stop texting me"))
     assert "Reply STOP" in body
-    assert "Saturday" in " ".join(converse(twilio, stack, number, "what are your hours on saturday")), \
+    assert "Saturday" in " ".join(converse(twilio, stack, number, "what are your hours on saturday")), (
         "not opted out by free text"
+    )
 
 
 def test_a_numbered_reply_picks_the_option(twilio, stack, number):
@@ -218,12 +235,18 @@ def test_status_callbacks_are_verified_and_recorded(twilio, stack, number):
 def test_malformed_requests_get_clear_answers(twilio, stack, number):
     no_from = twilio.send_inbound(webhook(stack), number, "hello", extra={"From": None})
     assert no_from.status_code == 400 and "From" in no_from.text
-    media = converse(twilio, stack, number, "", extra={"NumMedia": "1", "MediaUrl0": "https://example.com/a.jpg",
-                                                       "MediaContentType0": "image/jpeg"})
+    media = converse(
+        twilio,
+        stack,
+        number,
+        "",
+        extra={"NumMedia": "1", "MediaUrl0": "https://example.com/a.jpg", "MediaContentType0": "image/jpeg"},
+    )
     assert "only read text" in " ".join(media)
     assert "too long" in " ".join(converse(twilio, stack, number, "x" * 2500))
-    assert "Saturday" in " ".join(converse(twilio, stack, number, "what are your hours on saturday")), \
+    assert "Saturday" in " ".join(converse(twilio, stack, number, "what are your hours on saturday")), (
         "the worker survived"
+    )
 
 
 def test_rate_limited_sends_are_retried(twilio, stack, number):
@@ -240,8 +263,9 @@ def test_error_21610_is_recorded_as_opt_out(twilio, stack, number):
     row = None
     while time.monotonic() < deadline and row is None:
         with db(stack).connect() as conn:
-            row = conn.execute(sql("select status, source from sms_consent where conversation = :c"),
-                               {"c": key}).first()
+            row = conn.execute(
+                sql("select status, source from sms_consent where conversation = :c"), {"c": key}
+            ).first()
         time.sleep(0.2)
     assert tuple(row) == ("opted_out", "twilio_21610")
     twilio.resubscribe(number)

@@ -23,9 +23,10 @@ from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 from sqlalchemy import text as sql
 
-from careline.db import make_engine
+from careline.standins.twilio_api import TwilioStandIn
 from channels.consent import SmsRecords
 from channels.crypto import Cipher
+from channels.db import make_engine
 from channels.errors import StoreUnavailable
 from channels.pipeline import Gateway
 from channels.rasa_client import RasaClient
@@ -34,7 +35,6 @@ from channels.sms import SmsChannel, SmsTexts, twiml
 from channels.store import ConversationStore
 from channels.twilio_sender import TwilioSender
 from tests.faults import PrivateRedis
-from tests.twilio_standin import TwilioStandIn
 
 EMERGENCY = "crushing chest pain and I cant breathe"
 SECRET = "s" * 32
@@ -73,16 +73,33 @@ class Replicas:
         self.screen = screen
         self.channels: list[SmsChannel] = []
 
-    def channel(self, shards: int = 4, lease: float = 2.0, claim_idle: float = 5.0, name: str | None = None) -> SmsChannel:
+    def channel(
+        self, shards: int = 4, lease: float = 2.0, claim_idle: float = 5.0, name: str | None = None
+    ) -> SmsChannel:
         redis = Redis.from_url(self.server.url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        sender = TwilioSender(self.standin.account_sid, self.standin.auth_token, self.standin.phone_number,
-                              api_base_url=self.standin.base_url, backoff=0.01)
+        sender = TwilioSender(
+            self.standin.account_sid,
+            self.standin.auth_token,
+            self.standin.phone_number,
+            api_base_url=self.standin.base_url,
+            backoff=0.01,
+        )
         store = ConversationStore(redis, prefix=self.prefix)
         gateway = Gateway(store, RasaClient("http://127.0.0.1:9", None, 1, 0), SECRET, self.screen)
-        ch = SmsChannel(redis, gateway, sender, SmsRecords(self.engine, redis, self.prefix),
-                        SmsTexts("Maplewood Family Clinic", "(555) 555-0100"), shards=shards, prefix=self.prefix,
-                        cipher=Cipher(self.key), claim_idle=claim_idle, lease_seconds=lease, state_timeout=1.5,
-                        name=name)
+        ch = SmsChannel(
+            redis,
+            gateway,
+            sender,
+            SmsRecords(self.engine, redis, self.prefix),
+            SmsTexts("Maplewood Family Clinic", "(555) 555-0100"),
+            shards=shards,
+            prefix=self.prefix,
+            cipher=Cipher(self.key),
+            claim_idle=claim_idle,
+            lease_seconds=lease,
+            state_timeout=1.5,
+            name=name,
+        )
         self.channels.append(ch)
         return ch
 
@@ -111,8 +128,14 @@ async def replicas(own_redis, standin, tmp_path, screen):
 
 
 def form(standin: TwilioStandIn, number: str, body: str, sid: str | None = None) -> dict[str, str]:
-    return {"MessageSid": sid or "SM" + uuid.uuid4().hex, "From": number, "To": standin.phone_number,
-            "Body": body, "NumMedia": "0", "AccountSid": standin.account_sid}
+    return {
+        "MessageSid": sid or "SM" + uuid.uuid4().hex,
+        "From": number,
+        "To": standin.phone_number,
+        "Body": body,
+        "NumMedia": "0",
+        "AccountSid": standin.account_sid,
+    }
 
 
 def number() -> str:
@@ -143,6 +166,7 @@ async def queued(ch: SmsChannel, sid: str) -> int:
 
 # --- the webhook: mark, opt-out and queue entry under failures ---------------------------------
 
+
 async def test_a_retry_after_redis_died_before_anything_is_queued_once(replicas, own_redis):
     ch = replicas.channel()
     f = form(replicas.standin, number(), "help")
@@ -165,12 +189,12 @@ async def test_a_stop_is_recorded_even_when_redis_dies_after_it_and_the_retry_is
     ch = replicas.channel()
     f = form(replicas.standin, number(), "STOP")
     key = ch.gateway.key_for("sms", f["From"])
-    await ch.redis.set(f"{replicas.prefix}:sms:optout:{key}", "0")   # cached: not opted out
+    await ch.redis.set(f"{replicas.prefix}:sms:optout:{key}", "0")  # cached: not opted out
     record = ch.records.record
 
     async def record_then_die(*args, **kw):
         await record(*args, **kw)
-        own_redis.kill()   # between the SQL opt-out and everything in Redis
+        own_redis.kill()  # between the SQL opt-out and everything in Redis
 
     ch.records.record = record_then_die
     try:
@@ -180,8 +204,10 @@ async def test_a_stop_is_recorded_even_when_redis_dies_after_it_and_the_retry_is
         own_redis.start()
     assert reply == [ch.texts.opted_out], "the STOP is confirmed in the webhook's TwiML"
     with replicas.engine.connect() as conn:
-        assert conn.execute(sql("select status from sms_consent where conversation = :c"), {"c": key}).scalar() \
+        assert (
+            conn.execute(sql("select status from sms_consent where conversation = :c"), {"c": key}).scalar()
             == "opted_out"
+        )
     # the stale cached "not opted out" survived in Redis (append-only file): repaired from SQL
     assert await ch.records.repair_cache() == 1
     assert await ch.redis.get(f"{replicas.prefix}:sms:optout:{key}") == b"1"
@@ -196,7 +222,7 @@ async def test_a_queue_write_that_redis_ran_after_the_webhook_gave_up_is_not_que
     enqueue = ch._enqueue
 
     async def pause_then_enqueue(*args, **kw):
-        own_redis.pause()   # the script is sent, Redis runs it only when it resumes
+        own_redis.pause()  # the script is sent, Redis runs it only when it resumes
         return await enqueue(*args, **kw)
 
     ch._enqueue = pause_then_enqueue
@@ -208,7 +234,7 @@ async def test_a_queue_write_that_redis_ran_after_the_webhook_gave_up_is_not_que
         ch._enqueue = enqueue
         own_redis.resume()
     assert reply == [StoreUnavailable.patient_message] and elapsed < 4
-    await eventually(lambda: queued(ch, f["MessageSid"]), timeout=5)   # ran late, once
+    await eventually(lambda: queued(ch, f["MessageSid"]), timeout=5)  # ran late, once
     assert await ch.accept(f) == [], "the retry finds the mark written with the entry"
     assert await queued(ch, f["MessageSid"]) == 1
 
@@ -226,7 +252,7 @@ async def test_with_redis_paused_the_webhook_screens_and_answers_in_twiml(replic
     assert elapsed < 6
     assert "911" in " ".join(emergency) and StoreUnavailable.patient_message not in emergency
     assert other == [StoreUnavailable.patient_message]
-    root = ET.fromstring(twiml(*emergency))   # what the route answers: parseable, escaped
+    root = ET.fromstring(twiml(*emergency))  # what the route answers: parseable, escaped
     assert [m.text for m in root.iter("Message")] == emergency
     assert ET.fromstring(twiml("a < b & c")).find("Message").text == "a < b & c"
 
@@ -255,14 +281,14 @@ async def test_a_part_twilio_accepted_before_the_process_died_is_not_sent_again(
     send = ch.sender.send
 
     async def accepted_then_died(to, body):
-        await send(to, body)   # Twilio has it; the process dies before it can note so
+        await send(to, body)  # Twilio has it; the process dies before it can note so
         raise asyncio.CancelledError()
 
     ch.sender.send = accepted_then_died
     with pytest.raises(asyncio.CancelledError):
         await ch._deliver(key, data, ["Your appointment is at 3 pm."])
     ch.sender.send = send
-    await ch._deliver(key, data, ["Your appointment is at 3 pm."])   # the next owner's attempt
+    await ch._deliver(key, data, ["Your appointment is at 3 pm."])  # the next owner's attempt
     sent = replicas.standin.messages(to=patient)
     assert [m.body for m in sent] == ["Your appointment is at 3 pm."], "sent once"
     assert [r["message_sid"] for r in replicas.rows(key)] == [sent[0].sid], "and recorded"
@@ -288,10 +314,11 @@ async def test_a_part_twilio_accepted_before_the_process_died_is_not_sent_again(
 
 # --- the worker: loops that do not die, and takeover -------------------------------------------
 
+
 async def test_nogroup_after_a_flush_is_recovered(replicas):
     ch = replicas.channel(shards=2)
     await ch.start()
-    patient = number()   # one conversation: one shard, whose group surely existed before the flush
+    patient = number()  # one conversation: one shard, whose group surely existed before the flush
     first = form(replicas.standin, patient, "help")
     await ch.accept(first)
     await eventually(lambda: replicas.answered(first["MessageSid"]) == 1)
@@ -318,14 +345,14 @@ async def test_a_worker_exception_or_redis_dying_does_not_kill_the_loop(replicas
     await ch.start()
     f = form(replicas.standin, number(), "help")
     await ch.accept(f)
-    await eventually(lambda: replicas.answered(f["MessageSid"]) == 1)   # after the restart, from the backlog
+    await eventually(lambda: replicas.answered(f["MessageSid"]) == 1)  # after the restart, from the backlog
     assert ch.health()["restarts"] >= 1 and ch.health()["workers"] == 2
 
     own_redis.kill()
-    await asyncio.sleep(2.5)   # every loop's Redis call fails meanwhile
+    await asyncio.sleep(2.5)  # every loop's Redis call fails meanwhile
     own_redis.start()
     f = form(replicas.standin, number(), "help")
-    for _ in range(20):   # Twilio retries until the webhook queues it (the first may meet a dead connection)
+    for _ in range(20):  # Twilio retries until the webhook queues it (the first may meet a dead connection)
         if await ch.accept(f) == []:
             break
         await asyncio.sleep(0.5)
@@ -383,9 +410,9 @@ async def test_two_replicas_share_the_shards_and_keep_each_conversation_in_order
         for p in patients:
             f = form(replicas.standin, p, "help")
             sent[p].append(f["MessageSid"])
-            await (a if round_ == 1 else b).accept(f)   # the load balancer picks either
+            await (a if round_ == 1 else b).accept(f)  # the load balancer picks either
         if round_ == 1:
-            await a.stop()   # a rolling restart: a finishes its turns, b takes a's shards at once
+            await a.stop()  # a rolling restart: a finishes its turns, b takes a's shards at once
     await eventually(lambda: all(replicas.answered(s) for p in patients for s in sent[p]), timeout=40)
     await eventually(lambda: b.health()["shards"] == 4)
     for p in patients:
@@ -395,6 +422,7 @@ async def test_two_replicas_share_the_shards_and_keep_each_conversation_in_order
 
 
 # --- real gateway processes ---------------------------------------------------------------------
+
 
 @pytest.mark.stack
 def test_gateway_with_redis_paused_answers_in_twiml_within_seconds(fault_stack, private_redis, twilio):
@@ -427,12 +455,19 @@ def test_two_gateways_one_killed_every_message_answered_once_and_in_order(fault_
         fault_stack.start_service("gateway2")
         wait_for_shards_shared(fault_stack.redis_url, shards)
         report = run_failover(
-            twilio, {"gateway": fault_stack.gateway_url, "gateway2": second}, fault_stack.gateway_url,
-            kill=lambda: fault_stack.kill("gateway2"), kill_name="gateway2",
-            kill_pid=fault_stack.services["gateway2"].proc.pid, redis_url=fault_stack.redis_url,
-            database_url=fault_stack.services["gateway"].env["DATABASE_URL"], secret=fault_stack.secret,
-            conversations=int(os.environ.get("CARELINE_SMS_FAILOVER_CONVERSATIONS", "200")), shards=shards,
-            timeout=600)
+            twilio,
+            {"gateway": fault_stack.gateway_url, "gateway2": second},
+            fault_stack.gateway_url,
+            kill=lambda: fault_stack.kill("gateway2"),
+            kill_name="gateway2",
+            kill_pid=fault_stack.services["gateway2"].proc.pid,
+            redis_url=fault_stack.redis_url,
+            database_url=fault_stack.services["gateway"].env["DATABASE_URL"],
+            secret=fault_stack.secret,
+            conversations=int(os.environ.get("CARELINE_SMS_FAILOVER_CONVERSATIONS", "200")),
+            shards=shards,
+            timeout=600,
+        )
     finally:
         fault_stack.stop(["gateway2"])
         del fault_stack.services["gateway2"]

@@ -2,7 +2,8 @@
 renderings, and full symptom checks to each of the four levels."""
 
 import pytest
-from sqlalchemy import create_engine, text as sql
+from sqlalchemy import create_engine
+from sqlalchemy import text as sql
 
 from tests.helpers import say, texts
 
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.stack
 
 
 def audit_rows(stack):
-    engine = create_engine(f"sqlite:///{stack.var / 'careline.db'}")
+    engine = create_engine(f"sqlite:///{stack.var / 'channels.db'}")
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sql("select * from safety_audit order by id"))]
 
@@ -67,7 +68,9 @@ def test_red_flag_in_the_middle_of_a_triage_form(api, conversation_id):
 
 
 def test_red_flag_in_a_health_question(api, conversation_id):
-    reply = say(api, conversation_id, "what causes heartburn? my chest hurts really bad right now and my left arm is numb")
+    reply = say(
+        api, conversation_id, "what causes heartburn? my chest hurts really bad right now and my left arm is numb"
+    )
     assert "911" in texts(reply) and reply["owner"] == "waiting_for_staff"
 
 
@@ -81,8 +84,9 @@ def test_red_flag_while_waiting_for_staff(api, conversation_id):
 
 def test_triage_to_emergency(api, conversation_id):
     first = say(api, conversation_id, "my daughter has a fever")
-    reply = answer_until_outcome(api, conversation_id, first, [
-        ("old", "7 years"), ("temperature", "102"), ("stiff neck", "yes")])
+    reply = answer_until_outcome(
+        api, conversation_id, first, [("old", "7 years"), ("temperature", "102"), ("stiff neck", "yes")]
+    )
     body = texts(reply)
     assert "Emergency" in body and "911" in body and "not a diagnosis" in body
     assert reply["owner"] == "waiting_for_staff"
@@ -90,31 +94,43 @@ def test_triage_to_emergency(api, conversation_id):
 
 def test_triage_to_urgent(api, conversation_id):
     first = say(api, conversation_id, "my baby has a fever")
-    reply = answer_until_outcome(api, conversation_id, first, [
-        ("old", "6 weeks"), ("temperature", "100.8"), ("long", "since this morning")])
+    reply = answer_until_outcome(
+        api, conversation_id, first, [("old", "6 weeks"), ("temperature", "100.8"), ("long", "since this morning")]
+    )
     body = texts(reply)
     assert "Urgent" in body and "not a diagnosis" in body and "Source:" in body
 
 
 def test_triage_to_routine_and_self_care(api, conversation_id):
     first = say(api, conversation_id, "i have a fever")
-    reply = answer_until_outcome(api, conversation_id, first, [
-        ("who", "me"), ("temperature", "101"), ("long", "4 days"), ("apply", "none")])
+    reply = answer_until_outcome(
+        api, conversation_id, first, [("who", "me"), ("temperature", "101"), ("long", "4 days"), ("apply", "none")]
+    )
     assert "Routine" in texts(reply)
 
     other = conversation_id + "-b"
     first = say(api, other, "i have a fever")
-    reply = answer_until_outcome(api, other, first, [
-        ("who", "me"), ("temperature", "100.5"), ("long", "since yesterday"), ("apply", "none")])
+    reply = answer_until_outcome(
+        api, other, first, [("who", "me"), ("temperature", "100.5"), ("long", "since yesterday"), ("apply", "none")]
+    )
     body = texts(reply)
     assert "Self-care" in body and "Source:" in body and "not a diagnosis" in body
 
 
 def test_not_sure_pushes_the_level_up(api, conversation_id):
     first = say(api, conversation_id, "i have a fever")
-    reply = answer_until_outcome(api, conversation_id, first, [
-        ("who", "me"), ("temperature", "100.5"), ("stiff neck", "not sure"), ("long", "since yesterday"),
-        ("apply", "none")])
+    reply = answer_until_outcome(
+        api,
+        conversation_id,
+        first,
+        [
+            ("who", "me"),
+            ("temperature", "100.5"),
+            ("stiff neck", "not sure"),
+            ("long", "since yesterday"),
+            ("apply", "none"),
+        ],
+    )
     assert "Urgent" in texts(reply)
 
 

@@ -18,10 +18,10 @@ from redis.asyncio import Redis
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.exc import OperationalError
 
-from careline.db import make_engine, metadata, privacy_audit, sms_consent, sms_delivery
 from channels.audit import SafetyAudit
 from channels.consent import SmsRecords
 from channels.crypto import Cipher
+from channels.db import make_engine, metadata, privacy_audit, sms_consent, sms_delivery
 from channels.messages import OutboundMessage
 from channels.privacy import Privacy
 from channels.pseudonym import conversation_key
@@ -38,7 +38,7 @@ PG_URL = os.environ.get("CARELINE_TEST_POSTGRES_URL", "postgresql://postgres@127
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
     if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'careline.db'}")
+        engine = make_engine(f"sqlite:///{tmp_path / 'channels.db'}")
         yield engine
         engine.dispose()
         return
@@ -72,6 +72,7 @@ async def redis(redis_url):
 @dataclass
 class World:
     """A gateway's worth of state under test prefixes, written through the real stores."""
+
     redis: Redis
     engine: object
     prefix: str = field(default_factory=lambda: f"tp{uuid.uuid4().hex[:8]}")
@@ -85,17 +86,31 @@ class World:
         self.cipher = Cipher(KEY)
 
     def privacy(self, **kw) -> Privacy:
-        return Privacy(self.redis, self.engine, secret=SECRET, retention_seconds=RETENTION, prefix=self.prefix,
-                       rasa_prefix=self.rasa, cipher=self.cipher, **kw)
+        return Privacy(
+            self.redis,
+            self.engine,
+            secret=SECRET,
+            retention_seconds=RETENTION,
+            prefix=self.prefix,
+            rasa_prefix=self.rasa,
+            cipher=self.cipher,
+            **kw,
+        )
 
     def k(self, *parts):
         return ":".join((self.prefix, *parts))
 
-    async def patient(self, channel: str = "sms", age_days: float = 0, address: str | None = None) -> "Patient":
+    async def patient(self, channel: str = "sms", age_days: float = 0, address: str | None = None) -> Patient:
         """A conversation with everything a real one leaves: state, transcript, idempotency, hand-off,
         Rasa tracker and lock, SMS state and queue, rate-limit window, SQL delivery, consent, audit."""
-        address = address or {"sms": "+1555" + "".join(random.choices(string.digits, k=7)),
-                               "web": uuid.uuid4().hex + "Ab", "api": f"t-{uuid.uuid4().hex}"}[channel]
+        address = (
+            address
+            or {
+                "sms": "+1555" + "".join(random.choices(string.digits, k=7)),
+                "web": uuid.uuid4().hex + "Ab",
+                "api": f"t-{uuid.uuid4().hex}",
+            }[channel]
+        )
         key = conversation_key(SECRET, channel, address)
         self.created.append(key)
         marker = "Zq" + "".join(random.choices(string.ascii_lowercase, k=12))
@@ -106,11 +121,22 @@ class World:
         await self.store.append(key, "bot", [OutboundMessage(f"Hello {marker}")])
         await self.store.claim(key, "m-1", digest("hi"))
         await self.store.complete(key, "m-1", digest("hi"), [OutboundMessage(f"Hi {marker}")])
-        await self.store.set_owner(key, Owner.WAITING_FOR_STAFF, reason="request_human",
-                                   summary={"complaint": marker}, priority="urgent")
-        await r.set(f"{self.rasa}:tracker:{key}", json.dumps({"name": key, "events": [
-            {"event": "action", "timestamp": first, "name": "action_session_start"},
-            {"event": "user", "timestamp": first + 1, "text": f"my name is {marker}"}]}), ex=RETENTION)
+        await self.store.set_owner(
+            key, Owner.WAITING_FOR_STAFF, reason="request_human", summary={"complaint": marker}, priority="urgent"
+        )
+        await r.set(
+            f"{self.rasa}:tracker:{key}",
+            json.dumps(
+                {
+                    "name": key,
+                    "events": [
+                        {"event": "action", "timestamp": first, "name": "action_session_start"},
+                        {"event": "user", "timestamp": first + 1, "text": f"my name is {marker}"},
+                    ],
+                }
+            ),
+            ex=RETENTION,
+        )
         await r.set(f"{self.rasa}:lock:{key}", json.dumps({"conversation_id": key}))
         await r.set(self.k("ratelimit", f"LIMITER/conversation/{key}/20/1/minute"), "1", ex=60)
         sid = "SM" + uuid.uuid4().hex
@@ -118,34 +144,52 @@ class World:
             # as channels/sms.py keeps them: what is carried between messages and the queue, encrypted
             await r.set(self.k("sms", "options", key), self.cipher.encrypt(json.dumps({"1": "/affirm"})), ex=DAY)
             await r.set(self.k("sms", "more", key), self.cipher.encrypt(f"the rest for {marker}"), ex=DAY)
-            await r.xadd(self.k("sms", "in", "0"), {"sid": sid, "from_enc": self.cipher.encrypt(address),
-                                                    "body_enc": self.cipher.encrypt(f"queued {marker}"),
-                                                    "kind": "text", "received": str(first)})
+            await r.xadd(
+                self.k("sms", "in", "0"),
+                {
+                    "sid": sid,
+                    "from_enc": self.cipher.encrypt(address),
+                    "body_enc": self.cipher.encrypt(f"queued {marker}"),
+                    "kind": "text",
+                    "received": str(first),
+                },
+            )
             await r.set(self.k("sms", "seen", sid), "1", ex=DAY)
             await r.set(self.k("sms", "intent", sid), "opt_in", ex=DAY)
             await r.set(self.k("sms", "sent", sid, "r", "0"), "SMout" + sid[2:], ex=DAY)
             await self.records.sent(key, sid, "SMout" + sid[2:], "queued")
-            await self.records.opt_out(key, "keyword")   # also writes the sms:optout cache
+            await self.records.opt_out(key, "keyword")  # also writes the sms:optout cache
         elif channel == "web":
             await r.set(self.k("webtoken", token_hash(address)), "1", ex=RETENTION)
-        await self.audit.record(conversation=key, channel=channel, outcome="emergency", category="stroke",
-                                rules=["stroke.speech"], owner_before="bot", owner_after="waiting_for_staff",
-                                action="escalated")
+        await self.audit.record(
+            conversation=key,
+            channel=channel,
+            outcome="emergency",
+            category="stroke",
+            rules=["stroke.speech"],
+            owner_before="bot",
+            owner_after="waiting_for_staff",
+            action="escalated",
+        )
         if age_days:
             await r.zadd(self.k("retention"), {key: first})
             with self.engine.begin() as conn:
-                conn.execute(update(sms_delivery).where(sms_delivery.c.conversation == key)
-                             .values(updated_at=datetime.fromtimestamp(first, UTC)))
+                conn.execute(
+                    update(sms_delivery)
+                    .where(sms_delivery.c.conversation == key)
+                    .values(updated_at=datetime.fromtimestamp(first, UTC))
+                )
         return Patient(channel, address, key, marker, sid)
 
-    def traces(self, patient: "Patient") -> list[str]:
+    def traces(self, patient: Patient) -> list[str]:
         url = self.redis.connection_pool.connection_kwargs
         redis_url = f"redis://{url.get('host', '127.0.0.1')}:{url.get('port', 6379)}/{url.get('db', 0)}"
         needles = [patient.address, patient.key, patient.marker]
         found = []
         found += redis_traces(redis_url, needles, match=f"{self.prefix}:*")
-        found += redis_traces(redis_url, needles, match=f"{self.rasa}:*" if self.rasa != "careline"
-                              else f"{self.rasa}:*:{patient.key}")
+        found += redis_traces(
+            redis_url, needles, match=f"{self.rasa}:*" if self.rasa != "careline" else f"{self.rasa}:*:{patient.key}"
+        )
         found += sql_traces(self.engine, [patient.address, patient.marker])
         found += sql_traces(self.engine, [patient.key], skip_tables={"sms_consent", "safety_audit", "privacy_audit"})
         return found
@@ -176,8 +220,12 @@ async def world(redis, engine):
 
 def audit_rows(engine, action):
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            select(privacy_audit).where(privacy_audit.c.action == action).order_by(privacy_audit.c.id))]
+        return [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(privacy_audit).where(privacy_audit.c.action == action).order_by(privacy_audit.c.id)
+            )
+        ]
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -211,10 +259,20 @@ async def test_export_decrypts_the_number_and_says_when_it_cannot(world):
     data = await world.privacy().export("sms", p.address)
     assert data["conversation_state"]["address"] == p.address
     assert "address_enc" not in data["conversation_state"]
-    other_key = Privacy(world.redis, world.engine, secret=SECRET, retention_seconds=RETENTION, prefix=world.prefix,
-                        rasa_prefix=world.rasa, cipher=Cipher(Fernet.generate_key().decode()))
+    other_key = Privacy(
+        world.redis,
+        world.engine,
+        secret=SECRET,
+        retention_seconds=RETENTION,
+        prefix=world.prefix,
+        rasa_prefix=world.rasa,
+        cipher=Cipher(Fernet.generate_key().decode()),
+    )
     data = await other_key.export("sms", p.address)
-    assert data["conversation_state"]["address"] is None and "did not decrypt" in data["conversation_state"]["address_note"]
+    assert (
+        data["conversation_state"]["address"] is None
+        and "did not decrypt" in data["conversation_state"]["address_note"]
+    )
 
 
 async def test_export_of_an_unknown_address_finds_nothing(world):
@@ -235,8 +293,9 @@ async def test_erase_leaves_no_trace_but_consent_and_audit(world, channel):
     assert result["kept"]["safety_audit"]["rows"] == 1 and "why" in result["kept"]["sms_consent"]
     if channel == "sms":
         assert removed["sms_queue_entries"] == 1 and removed["sql_rows"] == {"sms_delivery": 1}
-        assert not await world.redis.exists(world.k("sms", "seen", p.sid), world.k("sms", "intent", p.sid),
-                                            world.k("sms", "sent", p.sid, "r", "0"))
+        assert not await world.redis.exists(
+            world.k("sms", "seen", p.sid), world.k("sms", "intent", p.sid), world.k("sms", "sent", p.sid, "r", "0")
+        )
         queued = [world.cipher.decrypt(f[b"from_enc"]) for _i, f in await world.redis.xrange(world.k("sms", "in", "0"))]
         assert queued == [other.address]
     if channel == "web":
@@ -260,9 +319,14 @@ async def test_sweep_erases_expired_conversations_and_keeps_young_ones(world):
     old_web = await world.patient("web", age_days=40)
     young = await world.patient("sms", age_days=29)
     new = await world.patient("api")
-    with world.engine.begin() as conn:   # a delivery row older than the retention, of no known conversation
-        conn.execute(sms_delivery.insert().values(conversation="sms-" + "0" * 32, status="sent",
-                                                  updated_at=datetime.fromtimestamp(time.time() - 45 * DAY, UTC)))
+    with world.engine.begin() as conn:  # a delivery row older than the retention, of no known conversation
+        conn.execute(
+            sms_delivery.insert().values(
+                conversation="sms-" + "0" * 32,
+                status="sent",
+                updated_at=datetime.fromtimestamp(time.time() - 45 * DAY, UTC),
+            )
+        )
     counts = await world.privacy(batch=2).sweep()
     assert counts["conversations"] == 2 and counts["sql_sms_delivery"] == 2
     for gone in (old, old_web):
@@ -277,7 +341,7 @@ async def test_sweep_erases_expired_conversations_and_keeps_young_ones(world):
     assert set(await world.store.waiting_for_staff()) == {young.key, new.key}
     [row] = audit_rows(world.engine, "sweep")
     assert row["conversation"] is None and json.loads(row["counts"])["conversations"] == 2
-    again = await world.privacy().sweep()   # re-runnable: nothing left to do, nothing recorded
+    again = await world.privacy().sweep()  # re-runnable: nothing left to do, nothing recorded
     assert again["conversations"] == 0 and again["redis_keys"] == 0 and len(audit_rows(world.engine, "sweep")) == 1
 
 
@@ -309,13 +373,23 @@ async def test_sweep_adopts_data_the_retention_index_does_not_know(world):
     old_key, young_key, legacy_key = (f"sms-{uuid.uuid4().hex}" for _ in range(3))
     world.created += [old_key, young_key, legacy_key]
     number = "+15557654321"
-    await r.hset(world.k("conv", old_key), mapping={"channel": "sms", "address": number, "owner": "bot",
-                                                    "created_at": str(now - 60 * DAY)})
-    await r.set(f"{world.rasa}:tracker:{old_key}", json.dumps({"events": [{"event": "user", "timestamp": now - 60 * DAY}]}))
-    await r.set(f"{world.rasa}:tracker:{young_key}", json.dumps({"events": [{"event": "user", "timestamp": now - 3 * DAY},
-                                                                          {"event": "bot", "timestamp": now - DAY}]}))
-    await r.hset(world.k("conv", legacy_key), mapping={"channel": "sms", "address": number, "owner": "bot",
-                                                       "created_at": str(now - 2 * DAY)})
+    await r.hset(
+        world.k("conv", old_key),
+        mapping={"channel": "sms", "address": number, "owner": "bot", "created_at": str(now - 60 * DAY)},
+    )
+    await r.set(
+        f"{world.rasa}:tracker:{old_key}", json.dumps({"events": [{"event": "user", "timestamp": now - 60 * DAY}]})
+    )
+    await r.set(
+        f"{world.rasa}:tracker:{young_key}",
+        json.dumps(
+            {"events": [{"event": "user", "timestamp": now - 3 * DAY}, {"event": "bot", "timestamp": now - DAY}]}
+        ),
+    )
+    await r.hset(
+        world.k("conv", legacy_key),
+        mapping={"channel": "sms", "address": number, "owner": "bot", "created_at": str(now - 2 * DAY)},
+    )
     counts = await world.privacy().sweep()
     assert counts["adopted"] == 3 and counts["conversations"] == 1
     assert not await r.exists(world.k("conv", old_key), f"{world.rasa}:tracker:{old_key}")
@@ -330,8 +404,9 @@ async def test_a_conversation_started_again_is_not_swept(world, monkeypatch):
     p = await world.patient("api")
     privacy = world.privacy()
 
-    async def stale(_cutoff):   # what the sweep read just before the patient came back
+    async def stale(_cutoff):  # what the sweep read just before the patient came back
         return [p.key]
+
     monkeypatch.setattr(privacy, "_expired", stale)
     counts = await privacy.sweep()
     assert counts["conversations"] == 0 and len(await world.store.transcript(p.key)) == 2
@@ -347,14 +422,19 @@ async def test_one_sweep_at_a_time(world):
 def settings_for(world):
     from careline.settings import Settings
 
-    return Settings(conversation_secret=SECRET, data_encryption_key=KEY, redis_key_prefix=world.prefix,
-                    retention_days=30, _env_file=None)
+    return Settings(
+        conversation_secret=SECRET,
+        data_encryption_key=KEY,
+        redis_key_prefix=world.prefix,
+        retention_days=30,
+        _env_file=None,
+    )
 
 
 async def test_sweep_entry_point_uses_the_settings(world):
     from channels.privacy import sweep
 
-    world.rasa = "careline"   # the gateway's sweep reads Rasa's prefix from bot/endpoints.yml
+    world.rasa = "careline"  # the gateway's sweep reads Rasa's prefix from bot/endpoints.yml
     p = await world.patient("sms", age_days=31)
     counts = await sweep(world.redis, world.engine, settings_for(world))
     assert counts["conversations"] == 1 and world.traces(p) == []
@@ -375,6 +455,7 @@ async def test_run_periodically_sweeps_until_cancelled_and_survives_errors(world
         if len(calls) == 1:
             raise ConnectionError("redis went away")
         return await real(self, now, actor)
+
     monkeypatch.setattr(Privacy, "sweep", flaky)
     task = asyncio.create_task(run_periodically(world.redis, world.engine, settings_for(world), interval=0.05))
     for _ in range(100):

@@ -15,7 +15,9 @@ def dump(client: redis_sync.Redis, name: bytes) -> str:
         value = client.get(name)
         return "" if value is None else value.decode(errors="replace")
     if kind == "hash":
-        return json.dumps({k.decode(errors="replace"): v.decode(errors="replace") for k, v in client.hgetall(name).items()})
+        return json.dumps(
+            {k.decode(errors="replace"): v.decode(errors="replace") for k, v in client.hgetall(name).items()}
+        )
     if kind == "list":
         return json.dumps([v.decode(errors="replace") for v in client.lrange(name, 0, -1)])
     if kind == "set":
@@ -23,8 +25,12 @@ def dump(client: redis_sync.Redis, name: bytes) -> str:
     if kind == "zset":
         return json.dumps([m.decode(errors="replace") for m in client.zrange(name, 0, -1)])
     if kind == "stream":
-        return json.dumps([[i.decode(), {k.decode(errors="replace"): v.decode(errors="replace") for k, v in f.items()}]
-                           for i, f in client.xrange(name)])
+        return json.dumps(
+            [
+                [i.decode(), {k.decode(errors="replace"): v.decode(errors="replace") for k, v in f.items()}]
+                for i, f in client.xrange(name)
+            ]
+        )
     return ""
 
 

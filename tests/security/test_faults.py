@@ -62,7 +62,7 @@ def test_emergencies_reach_the_patient_when_redis_does_not(fapi, fault_stack, re
         ws.send(json.dumps({"type": "hello"}))
         frames = [json.loads(ws.recv(timeout=15)), json.loads(ws.recv(timeout=15))]
         assert frames[0]["error"] == "service_unavailable" and "911" in frames[1]["text"]
-        ws.send(json.dumps({"type": "hello"}))   # still open
+        ws.send(json.dumps({"type": "hello"}))  # still open
         assert json.loads(ws.recv(timeout=15))["type"] == "error"
 
 

@@ -18,7 +18,7 @@ from tests.helpers import texts
 
 pytestmark = pytest.mark.stack
 
-CATASTROPHIC = "potassium" + " came back at" * 150   # backtracked for ever before the linear-time rules
+CATASTROPHIC = "potassium" + " came back at" * 150  # backtracked for ever before the linear-time rules
 
 
 def ws_url(stack) -> str:
@@ -48,7 +48,9 @@ def test_a_pathological_message_neither_stalls_its_conversation_nor_anyone_else(
     thread.start()
     try:
         t0 = time.perf_counter()
-        resp = api.post("/api/messages", json={"conversation_id": f"sec-{uuid.uuid4().hex}", "text": CATASTROPHIC[:2000]})
+        resp = api.post(
+            "/api/messages", json={"conversation_id": f"sec-{uuid.uuid4().hex}", "text": CATASTROPHIC[:2000]}
+        )
         elapsed = time.perf_counter() - t0
     finally:
         done.set()
@@ -62,22 +64,30 @@ def test_a_pathological_message_neither_stalls_its_conversation_nor_anyone_else(
 # --- 5. limits and origins -------------------------------------------------------------------
 def test_an_oversized_body_is_refused_before_it_is_read(stack):
     with socket.create_connection(("127.0.0.1", int(stack.gateway_url.rsplit(":", 1)[1])), timeout=10) as s:
-        s.sendall(b"POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 33554432\r\n\r\n" + b"{" * 1024)
+        s.sendall(
+            b"POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 33554432\r\n\r\n" + b"{" * 1024
+        )
         head = s.recv(4096).decode()
     assert " 413 " in head.splitlines()[0]
+
     # chunked, with no Content-Length: counted as it arrives
     def chunks():
         for _ in range(64):
             yield b"[" * 65536
-    resp = httpx.post(f"{stack.gateway_url}/api/messages", content=chunks(),
-                      headers={"content-type": "application/json"}, timeout=30)
+
+    resp = httpx.post(
+        f"{stack.gateway_url}/api/messages", content=chunks(), headers={"content-type": "application/json"}, timeout=30
+    )
     assert resp.status_code == 413 and resp.json()["error"] == "payload_too_large"
 
 
 def test_only_json_is_accepted_on_the_api(api):
-    resp = api.post("/api/messages", content=json.dumps({"conversation_id": "x", "text": "hi"}),
-                    headers={"content-type": "text/plain"})
+    resp = api.post(
+        "/api/messages",
+        content=json.dumps({"conversation_id": "x", "text": "hi"}),
+        headers={"content-type": "text/plain"},
+    )
     assert resp.status_code == 415 and resp.json()["error"] == "unsupported_media_type"
 
 
@@ -137,7 +147,7 @@ def test_websocket_origins(stack):
     with pytest.raises(InvalidStatus) as refused:
         connect(ws_url(stack), origin="https://evil.example")
     assert refused.value.response.status_code == 403
-    with connect(ws_url(stack), origin=stack.gateway_url) as ws:   # our own page
+    with connect(ws_url(stack), origin=stack.gateway_url) as ws:  # our own page
         hello(ws)
 
 
@@ -161,8 +171,10 @@ def test_a_reused_idempotency_key_with_new_text_is_a_conflict_and_still_screened
     assert first.status_code == 200
     again = api.post("/api/messages", json={"conversation_id": cid, "text": "hello", "message_id": "k1"})
     assert again.status_code == 200 and again.json()["messages"] == first.json()["messages"]
-    conflict = api.post("/api/messages", json={"conversation_id": cid, "message_id": "k1",
-                                               "text": "crushing chest pain and I cant breathe"})
+    conflict = api.post(
+        "/api/messages",
+        json={"conversation_id": cid, "message_id": "k1", "text": "crushing chest pain and I cant breathe"},
+    )
     assert conflict.status_code == 409
     body = conflict.json()
     assert body["error"] == "idempotency_conflict" and "911" in " ".join(m["text"] for m in body["messages"])
@@ -183,9 +195,14 @@ def test_no_raw_address_or_token_at_rest(stack, api, redis_url):
     r = redis.Redis.from_url(redis_url)
     for key in r.scan_iter("careline:*", count=1000):
         kind = r.type(key).decode()
-        values = {"string": lambda: [r.get(key)], "hash": lambda: list(r.hgetall(key).values()),
-                  "list": lambda: r.lrange(key, 0, -1), "zset": lambda: [m for m, _ in r.zrange(key, 0, -1, withscores=True)],
-                  "stream": lambda: [v for _, f in r.xrange(key) for v in f.values()], "set": lambda: list(r.smembers(key))}
+        values = {
+            "string": lambda key=key: [r.get(key)],
+            "hash": lambda key=key: list(r.hgetall(key).values()),
+            "list": lambda key=key: r.lrange(key, 0, -1),
+            "zset": lambda key=key: [m for m, _ in r.zrange(key, 0, -1, withscores=True)],
+            "stream": lambda key=key: [v for _, f in r.xrange(key) for v in f.values()],
+            "set": lambda key=key: list(r.smembers(key)),
+        }
         blob = key + b" " + b" ".join(v or b"" for v in values.get(kind, lambda: [])())
         assert cid.encode() not in blob and token.encode() not in blob, key
 

@@ -11,7 +11,7 @@ from channels.ratelimit import RateLimits
 async def test_limits_are_shared_between_processes_and_fail_open_without_redis(redis_url):
     prefix = f"rl{uuid.uuid4().hex[:8]}"
     one = RateLimits(redis_url, prefix, "3/minute", "5/minute")
-    two = RateLimits(redis_url, prefix, "3/minute", "5/minute")   # another gateway replica
+    two = RateLimits(redis_url, prefix, "3/minute", "5/minute")  # another gateway replica
     for limiter in (one, two, one):
         await limiter.check("conversation", "c1")
     with pytest.raises(RateLimited) as limited:

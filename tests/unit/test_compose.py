@@ -35,9 +35,13 @@ SMS = {
 }
 # Settings the gateway's container does not take from .env, and why.
 NOT_PASSED = {
-    "gateway_host", "gateway_port",  # the image listens on 0.0.0.0:8000; GATEWAY_PORT is the published port
+    "gateway_host",
+    "gateway_port",  # the image listens on 0.0.0.0:8000; GATEWAY_PORT is the published port
     "redis_key_prefix",  # must match Rasa's key_prefix in bot/endpoints.yml
-    "transcript_max_items", "dedupe_ttl_seconds", "rasa_timeout_seconds", "rasa_connect_retries",  # tuning
+    "transcript_max_items",
+    "dedupe_ttl_seconds",
+    "rasa_timeout_seconds",
+    "rasa_connect_retries",  # tuning
 }
 
 
@@ -52,8 +56,13 @@ def compose_command() -> list[str]:
 
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([*compose_command(), "-f", str(ROOT / "docker-compose.yml"), "config"],
-                          capture_output=True, text=True, env=env, cwd=ROOT)
+    return subprocess.run(
+        [*compose_command(), "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def services(env: dict[str, str] = ENV) -> dict:
@@ -120,7 +129,17 @@ def test_gateway_gets_every_setting_and_they_pass_production_validation(monkeypa
     settings = Settings(_env_file=None)
     assert settings.production and not settings.sms_enabled
     defaults = {f: Settings.model_fields[f].default for f in fields - NOT_PASSED}
-    for name in ("retention_days", "sms_shards", "max_body_bytes", "max_ws_frame_bytes", "redis_timeout_seconds",
-                 "screen_workers", "screen_timeout_seconds", "rate_limit_conversation", "rate_limit_client",
-                 "sms_claim_idle_seconds", "trust_forwarded_headers"):
+    for name in (
+        "retention_days",
+        "sms_shards",
+        "max_body_bytes",
+        "max_ws_frame_bytes",
+        "redis_timeout_seconds",
+        "screen_workers",
+        "screen_timeout_seconds",
+        "rate_limit_conversation",
+        "rate_limit_client",
+        "sms_claim_idle_seconds",
+        "trust_forwarded_headers",
+    ):
         assert getattr(settings, name) == defaults[name], name

@@ -1,0 +1,106 @@
+"""Durable records through SQLAlchemy: SQLite under var/ by default, PostgreSQL by DATABASE_URL.
+
+Tables are created on first use (`create_all`); there is no PHI in them: conversations are
+named by their pseudonymous key, never by phone number, name or message text. Conversation data
+(CONVERSATION_DATA) is erased with its conversation (channels.privacy); consent and audit records
+(KEPT_RECORDS) are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, func
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+safety_audit = Table(
+    "safety_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("conversation", String(64), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),  # emergency | crisis | advise | screen_error
+    Column("category", String(64), nullable=False, default=""),
+    Column("rules", Text, nullable=False, default=""),  # comma-separated rule ids
+    Column("owner_before", String(24), nullable=False),
+    Column("owner_after", String(24), nullable=False),
+    Column("action", String(24), nullable=False),  # escalated | advised | flagged_to_staff
+)
+
+
+# SMS consent, keyed by the conversation's pseudonymous key (never the phone number).
+sms_consent = Table(
+    "sms_consent",
+    metadata,
+    Column("conversation", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # opted_out | opted_in
+    Column("source", String(32), nullable=False),  # the keyword, or twilio_21610
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),
+)
+
+# Every SMS we send, its delivery status from Twilio's status callbacks, and failures.
+sms_delivery = Table(
+    "sms_delivery",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_sid", String(64), nullable=True, index=True),
+    Column("conversation", String(64), nullable=False, index=True),
+    Column("inbound_sid", String(64), nullable=True),
+    Column("status", String(24), nullable=False),  # queued | sent | delivered | undelivered | failed | not_sent
+    Column("error_code", String(16), nullable=True),
+    Column("detail", String(200), nullable=True),  # a reason, never message text
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),
+)
+
+
+# Every export, erasure and retention sweep of patient data: who, when, which conversation (its
+# pseudonym; a sweep names none) and what was found or removed. Never an address or message text.
+privacy_audit = Table(
+    "privacy_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("action", String(16), nullable=False),  # export | erase | sweep
+    Column("channel", String(16), nullable=True),
+    Column("conversation", String(64), nullable=True, index=True),
+    Column("actor", String(64), nullable=False, default=""),  # the OS user of the CLI, or "gateway"
+    Column("counts", Text, nullable=False, default="{}"),  # JSON
+)
+
+# What the retention sweep and `careline patient erase` remove: tables of conversation data, each
+# with a `conversation` column (the pseudonym) and the column its age is read from. A new table
+# that holds conversation data goes here; one that must outlive the conversation goes in
+# KEPT_RECORDS with its reason. tests/unit/test_privacy_tables.py fails for a table in neither.
+CONVERSATION_DATA: dict[Table, str] = {
+    sms_delivery: "updated_at",
+}
+KEPT_RECORDS: dict[Table, str] = {
+    sms_consent: "an opt-out (STOP) must be honoured after the conversation is erased",
+    safety_audit: "the safety screen's audit trail (pseudonym, outcome, rule ids; no text)",
+    privacy_audit: "the record of exports, erasures and sweeps (pseudonym, counts; no address)",
+}
+
+
+def default_database_url(root: Path | None = None) -> str:
+    root = Path(root or os.environ.get("CARELINE_ROOT") or Path.cwd())
+    (root / "var").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'var' / 'channels.db'}"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = url or default_database_url()
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    # Bounded waits everywhere: a hanging database must not hold a patient's reply for long.
+    kwargs = {"pool_pre_ping": True, "pool_timeout": 5}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
+    elif url.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": 5, "options": "-c statement_timeout=5000"}
+    engine = create_engine(url, **kwargs)
+    metadata.create_all(engine)
+    return engine

@@ -1,0 +1,116 @@
+"""ConversationStore against a real Redis server."""
+
+import time
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from channels.messages import Button, OutboundMessage
+from channels.store import RASA_KEY_PREFIX, ConversationStore, Owner, digest
+
+
+@pytest.fixture
+async def store(redis_url):
+    redis = Redis.from_url(redis_url)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    yield ConversationStore(redis, prefix=prefix, transcript_max=3, retention=3600)
+    keys = [k async for k in redis.scan_iter(f"{prefix}:*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+async def test_new_conversation_is_owned_by_the_bot(store):
+    assert await store.owner("c1") is None
+    assert await store.ensure("c1", "web") is Owner.BOT
+    assert (await store.info("c1"))["channel"] == "web"
+
+
+async def test_no_raw_address_at_rest_and_only_sms_keeps_an_encrypted_one(store):
+    await store.ensure("w1", "web")
+    assert "address" not in await store.info("w1") and "address_enc" not in await store.info("w1")
+    await store.ensure("s1", "sms", "gAAAA-ciphertext")
+    assert (await store.info("s1"))["address_enc"] == "gAAAA-ciphertext"
+
+
+async def test_retention_counts_from_the_first_message_and_is_never_extended(store):
+    await store.ensure("c1", "web")
+    await store.append("c1", "user", text="hello")
+    ck, tk = store._k("conv", "c1"), store._k("transcript", "c1")
+    # pretend the conversation began 3,000 s ago: both keys must expire 600 s from now, not 3,600
+    await store.redis.hset(ck, "created_at", repr(time.time() - 3000))
+    await store.redis.expire(ck, 600)
+    await store.append("c1", "user", text="later")
+    await store.ensure("c1", "web")
+    assert 590 <= await store.redis.ttl(tk) <= 600
+    assert 590 <= await store.redis.ttl(ck) <= 600
+    assert await store.redis.zscore(store._k("retention"), "c1") is not None
+
+
+async def test_owner_changes_persist_and_handoff_is_queued_without_text(store):
+    await store.ensure("c1", "web")
+    await store.set_owner("c1", Owner.WAITING_FOR_STAFF, reason="request_human", summary={"user_turns": 2})
+    assert await store.ensure("c1", "web") is Owner.WAITING_FOR_STAFF
+    queue = await store.staff_queue()
+    assert queue[-1]["conversation"] == "c1" and queue[-1]["reason"] == "request_human"
+    assert set(queue[-1]) == {"conversation", "reason", "priority", "ts"}
+
+
+async def test_staff_see_emergencies_first_and_priority_never_drops(store):
+    await store.set_owner("routine", Owner.WAITING_FOR_STAFF, reason="request_human")
+    await store.set_owner("urgent", Owner.WAITING_FOR_STAFF, reason="triage:urgent", priority="urgent")
+    await store.set_owner("red", Owner.WAITING_FOR_STAFF, reason="safety:stroke.speech", priority="emergency")
+    assert await store.waiting_for_staff() == ["red", "urgent", "routine"]
+    await store.set_owner("red", Owner.WAITING_FOR_STAFF, reason="request_human")  # calmer later hand-off
+    assert (await store.info("red"))["priority"] == "emergency"
+    await store.set_owner("red", Owner.STAFF)
+    assert await store.waiting_for_staff() == ["urgent", "routine"]
+    await store.flag("red", priority="emergency", reason="safety:breathing.cant_breathe")
+    assert (await store.staff_queue())[-1]["alert"] == "1"
+
+
+async def test_transcript_is_capped(store):
+    for i in range(5):
+        await store.append("c1", "user", text=f"m{i}")
+    await store.append("c1", "bot", [OutboundMessage("hi", (Button("Yes", "/affirm"),))])
+    items = await store.transcript("c1")
+    assert [i["text"] for i in items] == ["m3", "m4", "hi"]
+    assert items[-1]["buttons"] == [{"title": "Yes", "payload": "/affirm"}]
+
+
+async def test_claim_complete_replay_release(store):
+    a, b = digest("hello"), digest("chest pain")
+    assert (await store.claim("c1", "m1", a)).claimed
+    pending = await store.claim("c1", "m1", a)  # in progress
+    assert not pending.claimed and pending.previous is None and not pending.conflict
+    assert (await store.claim("c1", "m1", b)).conflict  # in progress, another message
+    await store.complete("c1", "m1", a, [OutboundMessage("done")])
+    replay = await store.claim("c1", "m1", a)
+    assert not replay.claimed and [m.text for m in replay.previous] == ["done"]
+    assert (await store.claim("c1", "m1", b)).conflict  # handled, another message
+    assert (await store.claim("c1", "m2", a)).claimed
+    await store.release("c1", "m2")
+    assert (await store.claim("c1", "m2", a)).claimed
+
+
+async def test_web_tokens_are_issued_by_the_server_and_kept_as_a_hash(store):
+    token = await store.issue_web_token()
+    assert len(token) >= 40 and await store.web_token_issued(token)
+    assert not await store.web_token_issued("aaaaaaaaaaaaaaaaaaaaaa")
+    keys = [k.decode() async for k in store.redis.scan_iter(f"{store.prefix}:*")]
+    assert keys and not any(token in k for k in keys)
+
+
+async def test_a_conversation_that_expired_before_the_sweep_starts_afresh(store):
+    key = f"c-{uuid.uuid4().hex}"
+    tracker = f"{RASA_KEY_PREFIX}:tracker:{key}"  # Rasa's prefix, whatever the gateway's
+    await store.ensure(key, "web")
+    await store.redis.set(tracker, "{}")  # Rasa's tracker of that conversation
+    await store.redis.delete(store._k("conv", key))  # its state expired
+    await store.ensure(key, "web")
+    assert not await store.redis.exists(tracker)
+    await store.redis.set(tracker, "{}")
+    await store.ensure(key, "web")  # an ongoing conversation keeps its tracker
+    assert await store.redis.exists(tracker)
+    await store.redis.delete(tracker)
