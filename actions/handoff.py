@@ -8,13 +8,31 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.dialogue import handoff_summary, last_bot_utterance
+from careline.contracts import Close, CloseReason, Handoff, HandoffReason, Priority
 
 # Bot messages after which "yes" means "yes, connect me to a person".
 OFFERS_OF_A_PERSON = {"utter_offer_human"}
 
 
-def handoff_payload(events: list[dict[str, Any]], reason: str) -> dict[str, Any]:
-    return {"careline": {"handoff": {"reason": reason, "summary": handoff_summary(events, reason)}}}
+def send_handoff(
+    dispatcher: CollectingDispatcher,
+    reason: HandoffReason,
+    priority: Priority = Priority.NORMAL,
+    summary: dict[str, Any] | None = None,
+) -> None:
+    """Ask the gateway to give the conversation to staff (every action's hand-off goes through here)."""
+    dispatcher.utter_message(json_message=Handoff(reason, priority, summary).to_payload())
+
+
+def send_close(dispatcher: CollectingDispatcher, reason: CloseReason) -> None:
+    """Ask the gateway to close the conversation until the patient writes again."""
+    dispatcher.utter_message(json_message=Close(reason).to_payload())
+
+
+def request_human(dispatcher: CollectingDispatcher, events: list[dict[str, Any]]) -> None:
+    """The patient asked for a person: hand off with a summary of the conversation so far."""
+    reason = HandoffReason.REQUEST_HUMAN
+    send_handoff(dispatcher, reason, summary=handoff_summary(events, reason.value))
 
 
 class ActionHandoff(Action):
@@ -23,7 +41,7 @@ class ActionHandoff(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
         dispatcher.utter_message(response="utter_handoff")
-        dispatcher.utter_message(json_message=handoff_payload(tracker.events, "request_human"))
+        request_human(dispatcher, tracker.events)
         return []
 
 
@@ -43,7 +61,7 @@ class ActionHandleAffirm(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
         if last_bot_utterance(tracker.events) in OFFERS_OF_A_PERSON:
             dispatcher.utter_message(response="utter_handoff")
-            dispatcher.utter_message(json_message=handoff_payload(tracker.events, "request_human"))
+            request_human(dispatcher, tracker.events)
         else:
             dispatcher.utter_message(response="utter_how_can_i_help")
         return []

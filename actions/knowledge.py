@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +12,11 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.blocking import built_once, in_thread
+from careline.contracts import PAGE_BREAK, PAGE_CHARS_KEY
+from knowledge.answers.boundaries import boundary  # "diagnosis", "dosing" or None (boundaries.yml)
+from knowledge.messages import msg
 
 log = logging.getLogger(__name__)
-
-DIAGNOSIS = re.compile(
-    r"\b(do|could|might|may|can) i (have|has|got)\b|\bam i (sick|dying)\b|\bdo i need to (worry|see)\b"
-    r"|\bis (it|this) (cancer|serious|a tumou?r)\b|\bdiagnos(e|is) me\b",
-    re.I,
-)
-DOSING = re.compile(
-    r"\b(dose|dosage|dosing|how (much|many) (mg|milligrams|pills|tablets|ml)|mg\b|overdose"
-    r"|how often (can|should) i take|can i take)\b",
-    re.I,
-)
-ASK_PHARMACIST = (
-    "This is general information, not advice about your dose: please ask your pharmacist "
-    "or clinician before starting, stopping or changing a medicine."
-)
 
 
 @built_once
@@ -55,15 +42,15 @@ def channel_of(tracker: Tracker) -> str:
     return "sms" if "sms" in (metadata.get("format"), metadata.get("channel")) else "web"
 
 
-def boundary(text: str) -> str | None:
-    if DIAGNOSIS.search(text):
-        return "diagnosis"
-    if DOSING.search(text):
-        return "dosing"
-    return None
+def page_chars_of(tracker: Tracker) -> int | None:
+    """How many characters an SMS page may hold, as the gateway said (channels/paging.py); None: one page."""
+    value = (tracker.latest_message.get("metadata") or {}).get(PAGE_CHARS_KEY)
+    return value if type(value) is int and value > 0 else None
 
 
-def answer_events(text: str, channel: str, focus: str | None) -> tuple[list[dict[str, Any]], list]:
+def answer_events(
+    text: str, channel: str, focus: str | None, page_chars: int | None = None
+) -> tuple[list[dict[str, Any]], list]:
     """Plain function behind the action: (messages to send, slot events). Blocking (retrieval, and
     the LLM call when generation is on): the action runs it in a thread."""
     from knowledge.answers.answer import decide, render
@@ -79,28 +66,31 @@ def answer_events(text: str, channel: str, focus: str | None) -> tuple[list[dict
         related = [
             h for h in hits if h.score >= retriever.calibration.threshold / 3 and h.metadata.get("kind") == "medical"
         ]
-        buttons = [{"title": "Talk to a person", "payload": "/request_human"}]
+        buttons = [{"title": msg("button.person"), "payload": "/request_human"}]
         if related:
             title = related[0].metadata.get("title", "")
-            buttons.insert(0, {"title": f"Read about {title}"[:60], "payload": f"what is {title}"})
-        messages.append({"text": "Would you like to talk to a member of our staff instead?", "buttons": buttons})
+            buttons.insert(0, {"title": msg("kb.read_about", title=title)[:60], "payload": f"what is {title}"})
+        messages.append({"text": msg("kb.offer_person"), "buttons": buttons})
         return messages, [SlotSet("kb_more", None)]
     hit = decision.cited[0]
-    rendered = render(hit, channel)
+    rendered = render(hit, channel, page_chars)
     if boundary(text) != "dosing":  # dosing questions keep the source's own words
         from knowledge.answers.generation import compose
 
-        rendered, _ = compose(get_generator(), text, hit, channel, rendered)
+        rendered, _ = compose(get_generator(), text, hit, channel, rendered, page_chars)
     log.info("kb answer citation=%s score=%.3f", hit.citation_id, hit.score)
     first: dict[str, Any] = {"text": rendered.first}
-    if rendered.rest and channel != "sms":
-        first["buttons"] = [{"title": "Tell me more", "payload": "/ask_more"}]
+    more = rendered.rest or None  # "tell me more" (web)
+    if channel == "sms":  # every page in one message: the gateway sends them a turn at a time
+        first, more = {"text": PAGE_BREAK.join([rendered.first, *rendered.rest])}, None
+    elif rendered.rest:
+        first["buttons"] = [{"title": msg("button.more"), "payload": "/ask_more"}]
     messages = [first]
     if boundary(text) == "dosing":
-        messages.append({"text": ASK_PHARMACIST})
+        messages.append({"text": msg("kb.ask_pharmacist")})
     focus_name = hit.metadata.get("focus") if hit.metadata.get("kind") == "medical" else None
     return messages, [
-        SlotSet("kb_more", rendered.rest or None),
+        SlotSet("kb_more", more),
         SlotSet("kb_focus", focus_name),
         SlotSet("kb_citation", hit.citation_id),
     ]
@@ -118,7 +108,9 @@ class ActionAnswerQuestion(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
         text = tracker.latest_message.get("text") or ""
         try:
-            messages, events = await in_thread(answer_events, text, channel_of(tracker), tracker.get_slot("kb_focus"))
+            messages, events = await in_thread(
+                answer_events, text, channel_of(tracker), tracker.get_slot("kb_focus"), page_chars_of(tracker)
+            )
         except Exception:  # fail closed: no unchecked answer, the safety line and a person
             log.exception("kb answer failed")
             dispatcher.utter_message(response="utter_kb_unavailable")
@@ -139,7 +131,7 @@ class ActionAnswerMore(Action):
             return []
         message: dict[str, Any] = {"text": rest[0]}
         if len(rest) > 1 and channel_of(tracker) != "sms":
-            message["buttons"] = [{"title": "Tell me more", "payload": "/ask_more"}]
+            message["buttons"] = [{"title": msg("button.more"), "payload": "/ask_more"}]
         dispatcher.utter_message(**message)
         return [SlotSet("kb_more", rest[1:] or None)]
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.handoff import send_close
+from careline.contracts import CloseReason
+
 
 class ActionOptOut(Action):
     def name(self) -> str:
@@ -12,5 +15,5 @@ class ActionOptOut(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
         dispatcher.utter_message(response="utter_opted_out")
-        dispatcher.utter_message(json_message={"careline": {"close": "opt_out"}})
+        send_close(dispatcher, CloseReason.OPT_OUT)
         return []

@@ -16,7 +16,10 @@ from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.blocking import built_once, in_thread
-from actions.knowledge import channel_of
+from actions.handoff import send_handoff
+from actions.knowledge import channel_of, page_chars_of
+from careline.contracts import HandoffReason, Priority
+from knowledge.messages import msg
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ def engine():
     return default_engine()
 
 
-def self_care_advice(assessment, channel: str) -> str | None:
+def self_care_advice(assessment, channel: str, page_chars: int | None = None) -> str | None:
     """Home-care advice from the knowledge base (cited), or the protocol's own (with its source)."""
     care = assessment.self_care or {}
     query = care.get("query")
@@ -45,23 +48,26 @@ def self_care_advice(assessment, channel: str) -> str | None:
             hits = retriever.search(query, k=3)
             decision = decide(hits, retriever.calibration.threshold)
             if decision.answer:
-                return render(decision.cited[0], channel).first
+                return render(decision.cited[0], channel, page_chars).first
         except Exception:
             log.exception("triage self-care retrieval failed; using the protocol's advice")
     advice, source = care.get("advice"), care.get("source")
     if advice and source is not None and hasattr(source, "organisation"):
-        return f"{advice} Source: {source.organisation}, {source.title} ({source.url})"
+        cited = {"organisation": source.organisation, "title": source.title, "url": source.url}
+        return msg("triage.self_care.cited", advice=advice, **cited)
     return advice
 
 
 def finish(dispatcher: CollectingDispatcher, tracker: Tracker, state) -> list[dict[str, Any]]:
     """Tell the outcome; hand off to staff on emergency and urgent-with-red-flags."""
     from knowledge.triage.dialogue import outcome, staff_summary
+    from knowledge.triage.engine import TriageLevel
 
     eng = engine()
     assessment = eng.assess(state.facts)
     channel = channel_of(tracker)
-    advice = self_care_advice(assessment, channel) if assessment.level == "self_care" else None
+    page_chars = page_chars_of(tracker)
+    advice = self_care_advice(assessment, channel, page_chars) if assessment.level == TriageLevel.SELF_CARE else None
     shown = outcome(assessment, state.facts, channel, advice)
     dispatcher.utter_message(text=shown["text"], buttons=shown["buttons"] or None)
     log.info(
@@ -72,23 +78,18 @@ def finish(dispatcher: CollectingDispatcher, tracker: Tracker, state) -> list[di
     )
     if shown["escalate"]:
         dispatcher.utter_message(response="utter_triage_staff_alerted")
-        dispatcher.utter_message(
-            json_message={
-                "careline": {
-                    "handoff": {
-                        "reason": f"triage:{assessment.level}",
-                        "priority": shown["priority"],
-                        "summary": staff_summary(assessment, state.facts),
-                    }
-                }
-            }
+        send_handoff(
+            dispatcher,
+            HandoffReason.triage(assessment.level),
+            Priority(shown["priority"]),
+            staff_summary(assessment, state.facts),
         )
     return [SlotSet("triage_level", assessment.level)]
 
 
 def fail_closed(dispatcher: CollectingDispatcher) -> list[dict[str, Any]]:
     dispatcher.utter_message(response="utter_triage_unavailable")
-    dispatcher.utter_message(json_message={"careline": {"handoff": {"reason": "triage_error", "priority": "urgent"}}})
+    send_handoff(dispatcher, HandoffReason.TRIAGE_ERROR, Priority.URGENT)
     return [ActiveLoop(None), SlotSet("requested_slot", None), SlotSet(STATE_SLOT, None), SlotSet(ANSWER_SLOT, None)]
 
 
@@ -160,16 +161,8 @@ class ValidateTriageForm(FormValidationAction):
                 from knowledge.triage.dialogue import staff_summary
 
                 dispatcher.utter_message(response="utter_handoff")
-                dispatcher.utter_message(
-                    json_message={
-                        "careline": {
-                            "handoff": {
-                                "reason": "request_human",
-                                "summary": staff_summary(eng.assess(state.facts), state.facts),
-                            }
-                        }
-                    }
-                )
+                summary = staff_summary(eng.assess(state.facts), state.facts)
+                send_handoff(dispatcher, HandoffReason.REQUEST_HUMAN, summary=summary)
                 return {ANSWER_SLOT: DONE, STATE_SLOT: None}
             if result == "unclear":
                 state.retries += 1

@@ -23,7 +23,8 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from careline.stats import summary
 from careline.supervisor import Stack, find_root, free_port
@@ -98,6 +99,58 @@ class LoadBalancer:
         raise RuntimeError("no gateway answered")
 
 
+@dataclass
+class _Load:
+    """The patients: each conversation texts MESSAGES through the balancer, and the replica
+    `kill_name` is killed once half of all the messages were posted."""
+
+    standin: Any
+    balancer: LoadBalancer
+    redis: Any
+    total: int
+    kill: Callable[[], None] | None
+    kill_name: str | None
+    kill_pid: int | None
+    prefix: str
+    shards: int
+    posted: dict[str, Posted] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    killed_at: list[float] = field(default_factory=list)
+    taken_over: list[int] = field(default_factory=list)
+    run: str = field(default_factory=lambda: f"{random.randrange(10**4):04d}")
+
+    def maybe_kill(self) -> None:
+        if self.kill is None or self.killed_at:
+            return
+        with self.lock:
+            if self.killed_at or len(self.posted) < self.total // 2:
+                return
+            owners = {i: (self.redis.get(f"{self.prefix}:sms:lease:{i}") or b"").decode() for i in range(self.shards)}
+            self.taken_over.extend(i for i, owner in owners.items() if self.kill_pid and f"-{self.kill_pid}-" in owner)
+            self.kill()
+            self.killed_at.append(time.time())
+        self.balancer.mark_down(self.kill_name)
+
+    def conversation(self, n: int) -> None:
+        number = f"+1555{self.run}{n:03d}"
+        for index, body in enumerate(MESSAGES):
+            sid = "SM" + os.urandom(16).hex()
+            start, at = time.perf_counter(), time.time()
+            name, resp = self.balancer.post(number, body, sid)
+            assert resp.status_code == 200, resp.status_code
+            with self.lock:
+                self.posted[sid] = Posted(
+                    sid, number, index, at, (time.perf_counter() - start) * 1000, name, "<Message>" in resp.text
+                )
+            self.maybe_kill()
+            if index in DOUBLE_TEXT:  # the next one follows at once, before this one is answered
+                time.sleep(random.uniform(0.3, 1.0))
+                continue
+            deadline = time.monotonic() + 180  # else the patient waits for an answer
+            while time.monotonic() < deadline and not any(m.time >= at for m in self.standin.messages(to=number)):
+                time.sleep(0.2)
+
+
 def run_failover(
     standin,
     gateways: dict[str, str],
@@ -118,73 +171,93 @@ def run_failover(
     """Drive the load, kill `kill_name` (pid `kill_pid`) when half the messages were sent, wait
     until every message is answered (or `timeout`), and measure."""
     import redis
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
 
     balancer = LoadBalancer(standin, gateways, public_url)
-    r = redis.Redis.from_url(redis_url)
-    posted: dict[str, Posted] = {}
-    lock = threading.Lock()
-    total = conversations * len(MESSAGES)
-    killed_at: list[float] = []
-    taken_over: list[int] = []
-    run = f"{random.randrange(10**4):04d}"
-
-    def maybe_kill() -> None:
-        if kill is None or killed_at:
-            return
-        with lock:
-            if killed_at or len(posted) < total // 2:
-                return
-            owners = {i: (r.get(f"{prefix}:sms:lease:{i}") or b"").decode() for i in range(shards)}
-            taken_over.extend(i for i, owner in owners.items() if kill_pid and f"-{kill_pid}-" in owner)
-            kill()
-            killed_at.append(time.time())
-        balancer.mark_down(kill_name)
-
-    def conversation(n: int) -> None:
-        number = f"+1555{run}{n:03d}"
-        for index, body in enumerate(MESSAGES):
-            sid = "SM" + os.urandom(16).hex()
-            start, at = time.perf_counter(), time.time()
-            name, resp = balancer.post(number, body, sid)
-            assert resp.status_code == 200, resp.status_code
-            with lock:
-                posted[sid] = Posted(
-                    sid, number, index, at, (time.perf_counter() - start) * 1000, name, "<Message>" in resp.text
-                )
-            maybe_kill()
-            if index in DOUBLE_TEXT:  # the next one follows at once, before this one is answered
-                time.sleep(random.uniform(0.3, 1.0))
-                continue
-            deadline = time.monotonic() + 180  # else the patient waits for an answer
-            while time.monotonic() < deadline and not any(m.time >= at for m in standin.messages(to=number)):
-                time.sleep(0.2)
-
+    load = _Load(
+        standin,
+        balancer,
+        redis.Redis.from_url(redis_url),
+        total=conversations * len(MESSAGES),
+        kill=kill,
+        kill_name=kill_name,
+        kill_pid=kill_pid,
+        prefix=prefix,
+        shards=shards,
+    )
     engine = create_engine(database_url)
-
-    def delivered() -> list[tuple[str, str]]:
-        with engine.connect() as conn:
-            return [
-                tuple(row)
-                for row in conn.execute(
-                    text("select inbound_sid, message_sid from sms_delivery where message_sid is not null order by id")
-                )
-            ]
-
     wall = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(conversation, range(conversations)))
+        list(pool.map(load.conversation, range(conversations)))
     sending = time.perf_counter() - wall
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answered = {inbound for inbound, _ in delivered()} | {s for s, p in posted.items() if p.twiml_reply}
-        if set(posted) <= answered:
-            break
-        time.sleep(1)
+    _wait_until_answered(engine, load.posted, timeout)
     wall = time.perf_counter() - wall
     time.sleep(3)  # late duplicates would show up here
+    messages = len(load.posted)
+    return {
+        "gateways": len(gateways),
+        "conversations": conversations,
+        **_measure(standin, load, _delivered(engine), secret, shards),
+        "offered_messages_per_second": round(messages / sending, 1),
+        "wall_seconds": round(wall, 1),
+        "messages_per_second": round(messages / wall, 1),
+    }
 
-    rows = delivered()
+
+def _wait_until_answered(engine, posted: dict[str, Posted], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answered = {inbound for inbound, _ in _delivered(engine)} | {s for s, p in posted.items() if p.twiml_reply}
+        if set(posted) <= answered:
+            return
+        time.sleep(1)
+
+
+def _measure(standin, load: _Load, rows, secret: str, shards: int) -> dict:
+    """What reached the patients: answered, duplicated, out of order, recovery after the kill, latencies."""
+    posted = load.posted
+    by_number, unattributed = _parts_by_number(standin, posted, rows)
+    parts = Counter((p.sid, m.body) for items in by_number.values() for m, p in items)
+    out_of_order, conversations_out_of_order, first_part = _ordering(by_number)
+    answered = set(first_part) | {s for s, p in posted.items() if p.twiml_reply}
+    recovery = None
+    if load.killed_at and load.taken_over:
+        recovery = _time_to_recover(posted, first_part, load.killed_at[0], load.taken_over, secret, shards)
+    return {
+        "messages": len(posted),
+        "answered": len(answered & set(posted)),
+        "unanswered": len(set(posted) - answered),
+        "answered_in_webhook_twiml": sum(p.twiml_reply for p in posted.values()),
+        "duplicates": sum(count - 1 for count in parts.values()),
+        "out_of_order": out_of_order,
+        "conversations_out_of_order": conversations_out_of_order,
+        "unattributed_parts": unattributed,
+        "killed": load.kill_name if load.killed_at else None,
+        "shards_taken_over": len(load.taken_over),
+        "time_to_recover_s": recovery,
+        "webhooks_retried_on_other_replica": load.balancer.retried,
+        "webhook_response_ms": summary([p.webhook_ms for p in posted.values()]),
+        "reply_latency_ms": summary([(first_part[s] - p.at) * 1000 for s, p in posted.items() if s in first_part]),
+        "sms_parts_sent": sum(len(v) for v in by_number.values()),
+    }
+
+
+def _delivered(engine) -> list[tuple[str, str]]:
+    """(inbound MessageSid, outbound part's MessageSid) of every part Twilio accepted."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                text("select inbound_sid, message_sid from sms_delivery where message_sid is not null order by id")
+            )
+        ]
+
+
+def _parts_by_number(standin, posted: dict[str, Posted], rows) -> tuple[dict[str, list], int]:
+    """The parts the stand-in received for our patients, each with the message it answers, by
+    number; and how many could not be traced to a message."""
     inbound_of = {message_sid: inbound for inbound, message_sid in rows}
     numbers = {p.number for p in posted.values()}
     by_number: dict[str, list] = defaultdict(list)
@@ -197,8 +270,11 @@ def run_failover(
             unattributed += 1
             continue
         by_number[m.to].append((m, posted[inbound]))
-    parts = Counter((p.sid, m.body) for items in by_number.values() for m, p in items)
-    duplicates = sum(count - 1 for count in parts.values())
+    return by_number, unattributed
+
+
+def _ordering(by_number: dict[str, list]) -> tuple[int, int, dict[str, float]]:
+    """Answers out of order, conversations with any, and when each message's first part arrived."""
     out_of_order, conversations_out_of_order = 0, 0
     first_part: dict[str, float] = {}
     for items in by_number.values():
@@ -208,39 +284,20 @@ def run_failover(
         conversations_out_of_order += bool(inversions)
         for m, p in items:
             first_part.setdefault(p.sid, m.time)
-    answered = set(first_part) | {s for s, p in posted.items() if p.twiml_reply}
-    recovery = None
-    if killed_at and taken_over:
-        from channels.pseudonym import conversation_key
+    return out_of_order, conversations_out_of_order, first_part
 
-        def shard(number: str) -> int:  # as SmsChannel.shard_of
-            return int(conversation_key(secret, "sms", number).rsplit("-", 1)[-1][:8], 16) % shards
 
-        # the first answer on a shard the killed replica held, sent by the survivor
-        after = [t for sid, t in first_part.items() if t > killed_at[0] and shard(posted[sid].number) in taken_over]
-        recovery = round(min(after) - killed_at[0], 1) if after else None
-    return {
-        "gateways": len(gateways),
-        "conversations": conversations,
-        "messages": len(posted),
-        "answered": len(answered & set(posted)),
-        "unanswered": len(set(posted) - answered),
-        "answered_in_webhook_twiml": sum(p.twiml_reply for p in posted.values()),
-        "duplicates": duplicates,
-        "out_of_order": out_of_order,
-        "conversations_out_of_order": conversations_out_of_order,
-        "unattributed_parts": unattributed,
-        "killed": kill_name if killed_at else None,
-        "shards_taken_over": len(taken_over),
-        "time_to_recover_s": recovery,
-        "webhooks_retried_on_other_replica": balancer.retried,
-        "webhook_response_ms": summary([p.webhook_ms for p in posted.values()]),
-        "reply_latency_ms": summary([(first_part[s] - p.at) * 1000 for s, p in posted.items() if s in first_part]),
-        "sms_parts_sent": sum(len(v) for v in by_number.values()),
-        "offered_messages_per_second": round(len(posted) / sending, 1),
-        "wall_seconds": round(wall, 1),
-        "messages_per_second": round(len(posted) / wall, 1),
-    }
+def _time_to_recover(
+    posted: dict[str, Posted], first_part: dict[str, float], killed_at: float, taken_over, secret: str, shards: int
+) -> float | None:
+    """Seconds from the kill to the first answer on a shard the killed replica held, sent by the survivor."""
+    from channels.pseudonym import conversation_key
+
+    def shard(number: str) -> int:  # as SmsChannel.shard_of
+        return int(conversation_key(secret, "sms", number).rsplit("-", 1)[-1][:8], 16) % shards
+
+    after = [t for sid, t in first_part.items() if t > killed_at and shard(posted[sid].number) in taken_over]
+    return round(min(after) - killed_at, 1) if after else None
 
 
 def main() -> None:
@@ -258,14 +315,7 @@ def main() -> None:
         gateway_port=port,
         redis_url=os.environ.get("REDIS_URL") or None,
         var=var,
-        extra_env={
-            "TWILIO_ACCOUNT_SID": standin.account_sid,
-            "TWILIO_AUTH_TOKEN": standin.auth_token,
-            "TWILIO_PHONE_NUMBER": standin.phone_number,
-            "TWILIO_API_BASE_URL": standin.base_url,
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            "SMS_SHARDS": str(shards),
-        },
+        extra_env={**standin.gateway_env(f"http://127.0.0.1:{port}"), "SMS_SHARDS": str(shards)},
     )
     second = stack.add_gateway("gateway2")
     try:

@@ -14,11 +14,37 @@ from careline.supervisor import StackError, find_root
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        root = find_root()
+        if args.command in ("retention", "patient"):
+            return _privacy_command(root, args)
+        if args.command == "run":
+            from careline.supervisor import run_forever
+
+            return run_forever(root)
+        if args.command == "eval":
+            return _eval_command(root, args)
+        if args.command == "kb":
+            return _kb_command(root, args)
+    except (StackError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="careline", description="CareLine clinic assistant")
     sub = parser.add_subparsers(dest="command", required=True)
-
     sub.add_parser("run", help="start Redis (if needed), the action server, Rasa and the gateway")
+    _add_eval_parsers(sub)
+    _add_kb_parsers(sub)
+    _add_privacy_parsers(sub)
+    return parser
 
+
+def _add_eval_parsers(sub) -> None:
     ev = sub.add_parser("eval", help="evaluation reports (JSON on stdout)")
     ev_sub = ev.add_subparsers(dest="what", required=True)
     nlu = ev_sub.add_parser("nlu", help="intent classification on cases {id, text, intent}")
@@ -33,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     saf = ev_sub.add_parser("safety", help="the safety screen on messages {id, text, expected: emergency|crisis|none}")
     saf.add_argument("--cases", required=True, type=Path, help="JSON Lines file of cases")
 
+
+def _add_kb_parsers(sub) -> None:
     kb = sub.add_parser("kb", help="the knowledge base: ingest, stats, search")
     kb_sub = kb.add_subparsers(dest="what", required=True)
     ing = kb_sub.add_parser("ingest", help="index MedQuAD and the clinic files into Chroma (re-runnable)")
@@ -45,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     se.add_argument("query")
     se.add_argument("-k", type=int, default=5)
 
+
+def _add_privacy_parsers(sub) -> None:
     ret = sub.add_parser("retention", help="data retention (RETENTION_DAYS from the first message)")
     ret_sub = ret.add_subparsers(dest="what", required=True)
     ret_sub.add_parser("sweep", help="erase every conversation older than the retention (re-runnable; for cron)")
@@ -68,66 +98,44 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        root = find_root()
-        if args.command in ("retention", "patient"):
-            return _privacy_command(root, args)
-        if args.command == "run":
-            from careline.supervisor import run_forever
 
-            return run_forever(root)
-        if args.command == "eval" and args.what == "nlu":
-            from careline.eval_nlu import evaluate
-
-            if not args.cases.exists():
-                print(f"error: no such file: {args.cases}", file=sys.stderr)
-                return 2
-            json.dump(evaluate(root, args.cases, args.model), sys.stdout, indent=2)
-            print()
-            return 0
-        if args.command == "eval" and args.what == "rag":
-            from careline.kb import evaluate_rag
-
-            if not args.cases.exists():
-                print(f"error: no such file: {args.cases}", file=sys.stderr)
-                return 2
-            json.dump(evaluate_rag(root, args.cases), sys.stdout, indent=2)
-            print()
-            return 0
-        if args.command == "eval" and args.what in ("triage", "safety"):
-            from careline.eval_triage import evaluate_safety, evaluate_triage
-
-            if not args.cases.exists():
-                print(f"error: no such file: {args.cases}", file=sys.stderr)
-                return 2
-            report = evaluate_triage(args.cases) if args.what == "triage" else evaluate_safety(args.cases)
-            json.dump(report, sys.stdout, indent=2)
-            print()
-            return 0
-        if args.command == "kb":
-            from careline import kb
-
-            if args.what == "ingest":
-                folders = [f for f in (args.folders or "").split(",") if f] or None
-                result = kb.run_ingest(root, folders, progress=not args.quiet)
-                print(json.dumps({k: v for k, v in result.items() if k != "curation"}, indent=2))
-                print("curation:", json.dumps(result["curation"].get("changed", {})), file=sys.stderr)
-                return 0
-            if args.what == "calibrate":
-                print(json.dumps(kb.calibrate(root, args.cases), indent=2))
-                return 0
-            if args.what == "stats":
-                print(json.dumps(kb.stats(root), indent=2))
-                return 0
-            if args.what == "search":
-                print(json.dumps(kb.search(root, args.query, args.k), indent=2))
-                return 0
-    except (StackError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+def _eval_command(root: Path, args) -> int:
+    if not args.cases.exists():
+        print(f"error: no such file: {args.cases}", file=sys.stderr)
         return 2
-    return 2
+    if args.what == "nlu":
+        from careline.eval_nlu import evaluate
+
+        report = evaluate(root, args.cases, args.model)
+    elif args.what == "rag":
+        from careline.kb import evaluate_rag
+
+        report = evaluate_rag(root, args.cases)
+    else:
+        from careline.eval_triage import evaluate_safety, evaluate_triage
+
+        report = evaluate_triage(args.cases) if args.what == "triage" else evaluate_safety(args.cases)
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def _kb_command(root: Path, args) -> int:
+    from careline import kb
+
+    if args.what == "ingest":
+        folders = [f for f in (args.folders or "").split(",") if f] or None
+        result = kb.run_ingest(root, folders, progress=not args.quiet)
+        print(json.dumps({k: v for k, v in result.items() if k != "curation"}, indent=2))
+        print("curation:", json.dumps(result["curation"].get("changed", {})), file=sys.stderr)
+        return 0
+    if args.what == "calibrate":
+        print(json.dumps(kb.calibrate(root, args.cases), indent=2))
+    elif args.what == "stats":
+        print(json.dumps(kb.stats(root), indent=2))
+    else:
+        print(json.dumps(kb.search(root, args.query, args.k), indent=2))
+    return 0
 
 
 # --- privacy: retention sweep, export, erasure ------------------------------------------------
@@ -178,16 +186,15 @@ def _redacted(url: str) -> str:
 def _privacy_command(root: Path, args) -> int:
     import asyncio
 
-    from redis.asyncio import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import OperationalError
 
-    from channels.db import default_database_url, make_engine
-    from channels.privacy import Privacy, PrivacyError, normalise_address
+    from channels.privacy import PrivacyError, normalise_address
 
     settings = privacy_settings(root)
     actor = getattr(args, "actor", None) or _user()
+    address = None
     if args.command == "patient":
         try:
             address = normalise_address(args.channel, args.address)
@@ -195,37 +202,11 @@ def _privacy_command(root: Path, args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if args.what == "erase" and not args.yes:
-            from channels.pseudonym import conversation_key
-
-            key = conversation_key(settings.conversation_secret, args.channel, address)
-            if not sys.stdin.isatty():
-                print("error: refusing to erase without --yes (no terminal to ask on)", file=sys.stderr)
-                return EXIT_USAGE
-            answer = input(
-                f"Erase everything held about this {args.channel} patient (conversation {key}) "
-                "except the consent and audit records? Type 'erase' to confirm: "
-            )
-            if answer.strip().lower() != "erase":
-                print("not erased", file=sys.stderr)
-                return EXIT_DECLINED
-
-    async def run() -> dict:
-        redis = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
-        engine = make_engine(settings.database_url or default_database_url(root))
-        try:
-            await redis.ping()
-            privacy = Privacy.from_settings(redis, engine, settings)
-            if args.command == "retention":
-                return await privacy.sweep(actor=actor)
-            if args.what == "export":
-                return await privacy.export(args.channel, address, actor=actor)
-            return await privacy.erase(args.channel, address, actor=actor)
-        finally:
-            await redis.aclose()
-            engine.dispose()
-
+            refused = _confirm_erase(settings, args, address)
+            if refused is not None:
+                return refused
     try:
-        result = asyncio.run(run())
+        result = asyncio.run(_run_privacy(root, settings, args, address, actor))
     except (RedisConnectionError, RedisTimeoutError) as exc:
         print(f"error: cannot reach Redis at {_redacted(settings.redis_url)}: {type(exc).__name__}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -234,19 +215,64 @@ def _privacy_command(root: Path, args) -> int:
         return EXIT_UNAVAILABLE
     text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
     if args.command == "patient" and args.what == "export":
-        if not result.get("found"):
-            print(
-                "note: nothing is held for this address (check the channel and the address, and that "
-                "CONVERSATION_SECRET is the gateway's)",
-                file=sys.stderr,
-            )
-        if args.output:
-            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise: this is patient data
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text + "\n")
-            print(f"exported to {args.output}", file=sys.stderr)
-            return 0
+        return _print_export(result, text, args.output)
+    print(text)
+    return 0
+
+
+def _confirm_erase(settings, args, address: str) -> int | None:
+    """Asks on the terminal; the exit code when the erasure must not go ahead, else None."""
+    from channels.pseudonym import conversation_key
+
+    key = conversation_key(settings.conversation_secret, args.channel, address)
+    if not sys.stdin.isatty():
+        print("error: refusing to erase without --yes (no terminal to ask on)", file=sys.stderr)
+        return EXIT_USAGE
+    answer = input(
+        f"Erase everything held about this {args.channel} patient (conversation {key}) "
+        "except the consent and audit records? Type 'erase' to confirm: "
+    )
+    if answer.strip().lower() != "erase":
+        print("not erased", file=sys.stderr)
+        return EXIT_DECLINED
+    return None
+
+
+async def _run_privacy(root: Path, settings, args, address: str | None, actor: str) -> dict:
+    from redis.asyncio import Redis
+
+    from channels.db import default_database_url, make_engine
+    from channels.privacy import Privacy
+
+    redis = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
+    engine = make_engine(settings.database_url or default_database_url(root))
+    try:
+        await redis.ping()
+        privacy = Privacy.from_settings(redis, engine, settings)
+        if args.command == "retention":
+            return await privacy.sweep(actor=actor)
+        if args.what == "export":
+            return await privacy.export(args.channel, address, actor=actor)
+        return await privacy.erase(args.channel, address, actor=actor)
+    finally:
+        await redis.aclose()
+        engine.dispose()
+
+
+def _print_export(result: dict, text: str, output: Path | None) -> int:
+    if not result.get("found"):
+        print(
+            "note: nothing is held for this address (check the channel and the address, and that "
+            "CONVERSATION_SECRET is the gateway's)",
+            file=sys.stderr,
+        )
+    if output:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise: this is patient data
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text + "\n")
+        print(f"exported to {output}", file=sys.stderr)
+        return 0
     print(text)
     return 0
 

@@ -16,22 +16,25 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from careline.contracts import ScreenOutcome
 from careline.eval_nlu import read_cases
 from careline.stats import summary
-from knowledge.triage.engine import LEVELS, RANK, assess_text, default_engine
+from knowledge.triage.engine import LEVELS, RANK, TriageLevel, assess_text, default_engine
 
 EXPECTED = set(LEVELS) | {"non_emergency"}
 
 
 def _matches(expected: str, predicted: str) -> bool:
-    return expected == predicted or (expected == "non_emergency" and predicted in ("urgent", "routine"))
+    return expected == predicted or (
+        expected == "non_emergency" and predicted in (TriageLevel.URGENT, TriageLevel.ROUTINE)
+    )
 
 
 def _direction(expected: str, predicted: str) -> int:
     if _matches(expected, predicted):
         return 0
     if expected == "non_emergency":
-        return -1 if predicted == "self_care" else 1
+        return -1 if predicted == TriageLevel.SELF_CARE else 1
     return -1 if RANK[predicted] < RANK[expected] else 1
 
 
@@ -54,9 +57,9 @@ def evaluate_triage(path: Path) -> dict[str, Any]:
         correct += direction == 0
         under += direction < 0
         over += direction > 0
-        if case["expected"] == "emergency":
+        if case["expected"] == TriageLevel.EMERGENCY:
             emergencies += 1
-            caught += predicted == "emergency"
+            caught += predicted == TriageLevel.EMERGENCY
         rows.append(
             {
                 "id": case["id"],
@@ -92,7 +95,7 @@ def evaluate_safety(path: Path) -> dict[str, Any]:
         start = time.perf_counter()
         screening = rules.screen(case["text"])
         latencies.append((time.perf_counter() - start) * 1000)
-        fired = screening.outcome in ("emergency", "crisis")
+        fired = screening.outcome in (ScreenOutcome.EMERGENCY, ScreenOutcome.CRISIS)
         category = case.get("category", "")
         if case["expected"] == "none":
             negatives += 1

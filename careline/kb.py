@@ -157,61 +157,29 @@ def calibrate(
     held-out answers are right at least `precision` of the time (0.95 with a margin) and
     unanswerable questions are abstained on at least `abstention` of the time. The weights saved
     are then fitted on every case; the held-out figures are saved with them ("cross_validated")."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    from knowledge.answers.retrieval import CALIBRATION_FILE, FEATURES, Calibration, query_qtypes, rank
+    from knowledge.answers.retrieval import CALIBRATION_FILE, query_qtypes
 
     cases = read_rag_cases(cases_path)
     retriever = retriever or make_retriever(root)
-    data = []  # (answerable, relevant, wanted, candidates)
-    for case in cases:
-        data.append(
-            (
-                case.get("answerable", True),
-                set(case.get("relevant") or ()),
-                query_qtypes(case["question"]),
-                retriever.scored_candidates(case["question"]),
-            )
+    data = [  # (answerable, relevant, wanted, candidates)
+        (
+            case.get("answerable", True),
+            set(case.get("relevant") or ()),
+            query_qtypes(case["question"]),
+            retriever.scored_candidates(case["question"]),
         )
-
-    def fit(indices) -> Calibration:
-        X = [[h.features[f] for f in FEATURES] for n in indices for h in data[n][3]]
-        y = [int(h.citation_id in data[n][1]) for n in indices for h in data[n][3]]
-        # Unweighted, so the output is a probability that the passage answers the question.
-        model = LogisticRegression(C=1.0, max_iter=3000).fit(np.array(X), np.array(y))
-        return Calibration(
-            dict(zip(FEATURES, (float(w) for w in model.coef_[0]), strict=False)), float(model.intercept_[0]), 0.0
-        )
-
-    held_out = []  # (answerable, top score, top is relevant) for each case and repeat
-    for seed in range(repeats):
-        fold_of = np.random.RandomState(seed).permutation(len(data)) % folds
-        for f in range(folds):
-            model = fit([n for n in range(len(data)) if fold_of[n] != f])
-            for n in np.flatnonzero(fold_of == f):
-                answerable, relevant, wanted, hits = data[n]
-                ranked = rank(hits, wanted, model)
-                held_out.append(
-                    (answerable, ranked[0].score if ranked else 0.0, bool(ranked) and ranked[0].citation_id in relevant)
-                )
-
-    def outcome(threshold: float) -> dict[str, float]:
-        answered = [(a, ok) for a, score, ok in held_out if score >= threshold]
-        n_answerable = sum(a for a, _, _ in held_out)
-        n_unanswerable = len(held_out) - n_answerable
-        return {
-            "precision": sum(ok for _, ok in answered) / len(answered) if answered else 1.0,
-            "abstention": 1 - sum(not a for a, _ in answered) / n_unanswerable if n_unanswerable else 1.0,
-            "answered_rate": sum(a for a, _ in answered) / n_answerable if n_answerable else 0.0,
-        }
-
+        for case in cases
+    ]
+    held_out = _held_out_decisions(data, folds, repeats)
     candidates = sorted({round(score, 4) for _, score, _ in held_out})
-    chosen = next(
-        (t for t in candidates if outcome(t)["precision"] >= precision and outcome(t)["abstention"] >= abstention), 1.0
-    )
-    final = fit(range(len(data)))
-    result = outcome(chosen)
+
+    def acceptable(threshold: float) -> bool:
+        result = _outcome(held_out, threshold)
+        return result["precision"] >= precision and result["abstention"] >= abstention
+
+    chosen = next((t for t in candidates if acceptable(t)), 1.0)
+    final = _fit_calibration(data, range(len(data)))
+    result = _outcome(held_out, chosen)
     saved = {
         "weights": {k: round(v, 4) for k, v in final.weights.items()},
         "bias": round(final.bias, 4),
@@ -227,3 +195,51 @@ def calibrate(
     }
     (out_path or CALIBRATION_FILE).write_text(json.dumps(saved, indent=2) + "\n")
     return saved
+
+
+def _fit_calibration(data: list, indices):
+    """A logistic model over the retrieval features of the cases at `indices` (threshold 0)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from knowledge.answers.retrieval import FEATURES, Calibration
+
+    X = [[h.features[f] for f in FEATURES] for n in indices for h in data[n][3]]
+    y = [int(h.citation_id in data[n][1]) for n in indices for h in data[n][3]]
+    # Unweighted, so the output is a probability that the passage answers the question.
+    model = LogisticRegression(C=1.0, max_iter=3000).fit(np.array(X), np.array(y))
+    return Calibration(
+        dict(zip(FEATURES, (float(w) for w in model.coef_[0]), strict=False)), float(model.intercept_[0]), 0.0
+    )
+
+
+def _held_out_decisions(data: list, folds: int, repeats: int) -> list[tuple[bool, float, bool]]:
+    """(answerable, top score, top is relevant) for each case and repeat, each ranked by a model
+    fitted without its fold."""
+    import numpy as np
+
+    from knowledge.answers.retrieval import rank
+
+    held_out = []
+    for seed in range(repeats):
+        fold_of = np.random.RandomState(seed).permutation(len(data)) % folds
+        for f in range(folds):
+            model = _fit_calibration(data, [n for n in range(len(data)) if fold_of[n] != f])
+            for n in np.flatnonzero(fold_of == f):
+                answerable, relevant, wanted, hits = data[n]
+                ranked = rank(hits, wanted, model)
+                held_out.append(
+                    (answerable, ranked[0].score if ranked else 0.0, bool(ranked) and ranked[0].citation_id in relevant)
+                )
+    return held_out
+
+
+def _outcome(held_out: list[tuple[bool, float, bool]], threshold: float) -> dict[str, float]:
+    answered = [(a, ok) for a, score, ok in held_out if score >= threshold]
+    n_answerable = sum(a for a, _, _ in held_out)
+    n_unanswerable = len(held_out) - n_answerable
+    return {
+        "precision": sum(ok for _, ok in answered) / len(answered) if answered else 1.0,
+        "abstention": 1 - sum(not a for a, _ in answered) / n_unanswerable if n_unanswerable else 1.0,
+        "answered_rate": sum(a for a, _ in answered) / n_answerable if n_answerable else 0.0,
+    }

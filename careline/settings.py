@@ -163,6 +163,15 @@ class LLMSettings(BaseSettings):
     max_tokens: int = Field(default=300, ge=16, le=2000)
 
 
+class LanguageSettings(BaseSettings):
+    """The language of what patients read (knowledge/messages/<language>.yml). Its own class: the
+    action server and the screen's workers read it too, and they have no gateway secrets."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
+
+    careline_language: str = Field(default="en", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
+
+
 @lru_cache
 def get_settings() -> Settings:
     return Settings()

@@ -198,35 +198,8 @@ class Stack:
             raise StackError(f"{rasa_bin} is missing: run `make install`")
         if not self.redis_url:
             self.services["redis"] = self._redis_service()
-        sandbox = None
-        if self.sms_sandbox:
-            sandbox_port = free_port()
-            sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
-            self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-            self.extra_env.update(
-                {
-                    "TWILIO_ACCOUNT_SID": sid,
-                    "TWILIO_AUTH_TOKEN": token,
-                    "TWILIO_PHONE_NUMBER": "+15005550006",
-                    "TWILIO_API_BASE_URL": self.sandbox_url,
-                    "PUBLIC_BASE_URL": self.gateway_url,
-                }
-            )
-            sandbox = [
-                str(venv / "python"),
-                "-m",
-                "careline.standins.twilio_api",
-                "--port",
-                str(sandbox_port),
-                "--account-sid",
-                sid,
-                "--auth-token",
-                token,
-                "--number",
-                "+15005550006",
-                "--webhook",
-                f"{self.gateway_url}/sms/twilio",
-            ]
+        # before _env(): the sandbox adds its Twilio account to every service's environment
+        sandbox = self._sandbox_argv(venv) if self.sms_sandbox else None
         env = self._env()
         self.services["actions"] = Service(
             "actions",
@@ -235,58 +208,84 @@ class Stack:
             ready_url=f"{self.action_url}/health",
             timeout=60,
         )
-        self.services["rasa"] = Service(
-            "rasa",
-            [
-                str(rasa_bin),
-                "run",
-                "--model",
-                str(latest_model(self.root / "models")),
-                "--enable-api",
-                "--auth-token",
-                self.rasa_token,
-                "--interface",
-                "127.0.0.1",
-                "--port",
-                str(self.rasa_port),
-                "--credentials",
-                "bot/credentials.yml",
-                "--endpoints",
-                "bot/endpoints.yml",
-                "--logging-config-file",
-                "bot/logging.yml",
-            ],
-            env,
-            ready_url=f"{self.rasa_url}/status?token={self.rasa_token}",
-            timeout=240,
-        )
+        self.services["rasa"] = self._rasa_service(rasa_bin, env)
         if sandbox:
             self.services["twilio"] = Service(
                 "twilio", sandbox, env, ready_port=int(self.sandbox_url.rsplit(":", 1)[1]), timeout=20
             )
-        self.services["gateway"] = Service(
-            "gateway",
-            [
-                str(venv / "python"),
-                "-m",
-                "uvicorn",
-                "channels.app:create_app",
-                "--factory",
-                "--host",
-                self.gateway_host,
-                "--port",
-                str(self.gateway_port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                # frames above the cap are refused by the server (close 1009) before they are parsed
-                "--ws-max-size",
-                os.environ.get("MAX_WS_FRAME_BYTES", "16384"),
-            ],
-            env,
-            ready_url=f"{self.gateway_url}/healthz",
-            timeout=60,
+        self.services["gateway"] = self._gateway_service(venv, env)
+
+    def _sandbox_argv(self, venv: Path) -> list[str]:
+        """The Twilio stand-in's command, with a fresh account that the gateway is configured for."""
+        sandbox_port = free_port()
+        sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+        self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        self.extra_env.update(
+            {
+                "TWILIO_ACCOUNT_SID": sid,
+                "TWILIO_AUTH_TOKEN": token,
+                "TWILIO_PHONE_NUMBER": "+15005550006",
+                "TWILIO_API_BASE_URL": self.sandbox_url,
+                "PUBLIC_BASE_URL": self.gateway_url,
+            }
         )
+        return [
+            str(venv / "python"),
+            "-m",
+            "careline.standins.twilio_api",
+            "--port",
+            str(sandbox_port),
+            "--account-sid",
+            sid,
+            "--auth-token",
+            token,
+            "--number",
+            "+15005550006",
+            "--webhook",
+            f"{self.gateway_url}/sms/twilio",
+        ]
+
+    def _rasa_service(self, rasa_bin: Path, env: dict[str, str]) -> Service:
+        argv = [
+            str(rasa_bin),
+            "run",
+            "--model",
+            str(latest_model(self.root / "models")),
+            "--enable-api",
+            "--auth-token",
+            self.rasa_token,
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            str(self.rasa_port),
+            "--credentials",
+            "bot/credentials.yml",
+            "--endpoints",
+            "bot/endpoints.yml",
+            "--logging-config-file",
+            "bot/logging.yml",
+        ]
+        return Service("rasa", argv, env, ready_url=f"{self.rasa_url}/status?token={self.rasa_token}", timeout=240)
+
+    def _gateway_service(self, venv: Path, env: dict[str, str]) -> Service:
+        argv = [
+            str(venv / "python"),
+            "-m",
+            "uvicorn",
+            "channels.app:create_app",
+            "--factory",
+            "--host",
+            self.gateway_host,
+            "--port",
+            str(self.gateway_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            # frames above the cap are refused by the server (close 1009) before they are parsed
+            "--ws-max-size",
+            os.environ.get("MAX_WS_FRAME_BYTES", "16384"),
+        ]
+        return Service("gateway", argv, env, ready_url=f"{self.gateway_url}/healthz", timeout=60)
 
     def add_gateway(self, name: str, port: int | None = None) -> str:
         """Another gateway replica: the same command and environment (Redis, Rasa, secrets, keys,
@@ -456,31 +455,8 @@ def run_forever(root: Path) -> int:
         print("Starting CareLine (Redis, action server, Rasa, gateway); Rasa takes a minute to load…", flush=True)
         stack.start()
         stack.wait_ready(60)
-        shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
-        base = os.environ.get("PUBLIC_URL") or f"http://{shown}:{port}"
-        print(
-            f"\nCareLine is running.\n  Web chat:   {base}/chat\n"
-            f'  Widget:     <script src="{base}/widget.js" defer></script>\n'
-            f"  API:        POST {base}/api/messages\n  Health:     {base}/readyz\n"
-            f"  Redis:      {'embedded, data in var/redis' if 'redis' in stack.services else 'REDIS_URL'}\n"
-            + (
-                f"  SMS:        POST {base}/sms/twilio (Twilio webhook), {base}/sms/twilio/status (status callback)\n"
-                if stack.sms_sandbox or os.environ.get("TWILIO_ACCOUNT_SID")
-                else ""
-            )
-            + (f"  SMS sandbox: {stack.sandbox_url}/phone (plays the patient's phone)\n" if stack.sms_sandbox else "")
-            + f"  Logs:       {stack.logs}\nPress Ctrl-C to stop.",
-            flush=True,
-        )
-        while True:
-            dead = stack.first_exited()
-            if dead:
-                print(
-                    f"{dead.name} stopped unexpectedly (code {dead.proc.returncode}); see {stack.logs}/{dead.name}.log",
-                    file=sys.stderr,
-                )
-                return 1
-            time.sleep(1)
+        print(_running_banner(stack, host, port), flush=True)
+        return _watch(stack)
     except KeyboardInterrupt:
         return 0
     except StackError as exc:
@@ -492,3 +468,35 @@ def run_forever(root: Path) -> int:
         print("Stopping CareLine…", flush=True)
         stack.stop()
         print("Stopped.", flush=True)
+
+
+def _running_banner(stack: Stack, host: str, port: int) -> str:
+    """The URLs `make run` prints once the stack is ready."""
+    shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
+    base = os.environ.get("PUBLIC_URL") or f"http://{shown}:{port}"
+    return (
+        f"\nCareLine is running.\n  Web chat:   {base}/chat\n"
+        f'  Widget:     <script src="{base}/widget.js" defer></script>\n'
+        f"  API:        POST {base}/api/messages\n  Health:     {base}/readyz\n"
+        f"  Redis:      {'embedded, data in var/redis' if 'redis' in stack.services else 'REDIS_URL'}\n"
+        + (
+            f"  SMS:        POST {base}/sms/twilio (Twilio webhook), {base}/sms/twilio/status (status callback)\n"
+            if stack.sms_sandbox or os.environ.get("TWILIO_ACCOUNT_SID")
+            else ""
+        )
+        + (f"  SMS sandbox: {stack.sandbox_url}/phone (plays the patient's phone)\n" if stack.sms_sandbox else "")
+        + f"  Logs:       {stack.logs}\nPress Ctrl-C to stop."
+    )
+
+
+def _watch(stack: Stack) -> int:
+    """Waits until a service exits on its own (1); Ctrl-C and SIGTERM end it by KeyboardInterrupt."""
+    while True:
+        dead = stack.first_exited()
+        if dead:
+            print(
+                f"{dead.name} stopped unexpectedly (code {dead.proc.returncode}); see {stack.logs}/{dead.name}.log",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(1)

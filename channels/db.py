@@ -74,7 +74,7 @@ privacy_audit = Table(
 # What the retention sweep and `careline patient erase` remove: tables of conversation data, each
 # with a `conversation` column (the pseudonym) and the column its age is read from. A new table
 # that holds conversation data goes here; one that must outlive the conversation goes in
-# KEPT_RECORDS with its reason. tests/unit/test_privacy_tables.py fails for a table in neither.
+# KEPT_RECORDS with its reason. tests/unit/channels/test_privacy.py fails for a table in neither.
 CONVERSATION_DATA: dict[Table, str] = {
     sms_delivery: "updated_at",
 }

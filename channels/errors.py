@@ -1,9 +1,12 @@
-"""Named errors, each with one HTTP status and one message a patient can read."""
+"""Named errors, each with one HTTP status and one message a patient can read (its text in
+knowledge/messages/<language>.yml, read when it is used)."""
 
 from __future__ import annotations
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+
+from knowledge.messages import MessageText
 
 # Failures of the state stores: Redis (with its timeouts), SQL, and the OS under them.
 STATE_ERRORS = (RedisError, SQLAlchemyError, OSError, TimeoutError)
@@ -12,7 +15,7 @@ STATE_ERRORS = (RedisError, SQLAlchemyError, OSError, TimeoutError)
 class CareLineError(Exception):
     status_code = 500
     code = "internal_error"
-    patient_message = "Sorry, something went wrong on our side."
+    patient_message = MessageText("errors.internal")
 
     def __init__(self, detail: str | None = None):
         super().__init__(detail or self.patient_message)
@@ -22,7 +25,7 @@ class CareLineError(Exception):
 class InvalidMessage(CareLineError):
     status_code = 422
     code = "invalid_message"
-    patient_message = "That message could not be read. Please try again."
+    patient_message = MessageText("errors.invalid_message")
 
 
 class MessageTooLong(InvalidMessage):
@@ -33,13 +36,13 @@ class MessageTooLong(InvalidMessage):
 class Unauthorized(CareLineError):
     status_code = 401
     code = "unauthorized"
-    patient_message = "Not authorised."
+    patient_message = MessageText("errors.unauthorized")
 
 
 class DuplicateInProgress(CareLineError):
     status_code = 409
     code = "duplicate_in_progress"
-    patient_message = "This message is already being handled."
+    patient_message = MessageText("errors.duplicate_in_progress")
 
 
 class UpstreamUnavailable(CareLineError):
@@ -56,11 +59,7 @@ class StoreUnavailable(CareLineError):
 
     status_code = 503
     code = "service_unavailable"
-    patient_message = (
-        "Sorry, we can't reach our system right now, so I can't answer this message. "
-        "Please try again in a few minutes, or call the clinic. "
-        "If this is an emergency, call 911 now. For a mental health crisis, call or text 988."
-    )
+    patient_message = MessageText("errors.store_unavailable")
 
 
 class IdempotencyConflict(CareLineError):
@@ -68,7 +67,7 @@ class IdempotencyConflict(CareLineError):
 
     status_code = 409
     code = "idempotency_conflict"
-    patient_message = "This message id was already used for a different message."
+    patient_message = MessageText("errors.idempotency_conflict")
 
     def __init__(self, detail: str | None = None, replies: list | None = None):
         super().__init__(detail)
@@ -78,10 +77,7 @@ class IdempotencyConflict(CareLineError):
 class RateLimited(CareLineError):
     status_code = 429
     code = "rate_limited"
-    patient_message = (
-        "You're sending messages faster than I can answer. Please wait a moment and try again. "
-        "If this is an emergency, call 911 now."
-    )
+    patient_message = MessageText("errors.rate_limited")
 
     def __init__(self, detail: str | None = None, retry_after: int = 60):
         super().__init__(detail)
@@ -91,10 +87,10 @@ class RateLimited(CareLineError):
 class PayloadTooLarge(CareLineError):
     status_code = 413
     code = "payload_too_large"
-    patient_message = "That request is too large."
+    patient_message = MessageText("errors.payload_too_large")
 
 
 class UnsupportedMediaType(CareLineError):
     status_code = 415
     code = "unsupported_media_type"
-    patient_message = "Send the message as JSON (Content-Type: application/json)."
+    patient_message = MessageText("errors.unsupported_media_type")

@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from careline.contracts import Control, Handoff
 from channels.errors import (
     STATE_ERRORS,
     CareLineError,
@@ -29,23 +30,26 @@ from channels.errors import (
 from channels.messages import InboundMessage, OutboundMessage
 from channels.pseudonym import conversation_key
 from channels.rasa_client import RasaClient
-from channels.safety import RedFlagScreen, SafetyScreen, ScreenResult
+from channels.safety import RedFlagScreen, SafetyScreen, ScreenOutcome, ScreenResult
 from channels.store import ConversationStore, Owner, digest
+from knowledge.messages import msg
 
 log = logging.getLogger(__name__)
 
-EMERGENCY_LINE = "If this is an emergency, call 911 now. For a mental health crisis, call or text 988."
 
-HOLDING_MESSAGE = OutboundMessage(
-    f"Thanks. A member of our team will reply here as soon as they can. {EMERGENCY_LINE}", role="system"
-)
-FAIL_CLOSED_MESSAGE = OutboundMessage(
-    f"Sorry, I can't answer right now, so I've passed your message to our staff, who will reply here. {EMERGENCY_LINE}",
-    role="system",
-)
-SCREEN_FAILED_MESSAGE = OutboundMessage(
-    f"Sorry, I couldn't check your message safely, so I've passed it to our staff. {EMERGENCY_LINE}", role="system"
-)
+def holding_message() -> OutboundMessage:
+    """While the conversation waits for staff: said once, then staff answer."""
+    return OutboundMessage(msg("gateway.holding"), role="system")
+
+
+def fail_closed_message() -> OutboundMessage:
+    """Rasa or the action server failed or said nothing: the emergency numbers and a person."""
+    return OutboundMessage(msg("gateway.fail_closed"), role="system")
+
+
+def screen_failed_message() -> OutboundMessage:
+    return OutboundMessage(msg("gateway.screen_failed"), role="system")
+
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t]+")
@@ -250,7 +254,7 @@ class Gateway:
             return [], owner
         if owner is Owner.WAITING_FOR_STAFF:
             log.info("routed conversation=%s to=staff_queue", key)
-            replies = [] if await self._holding_sent(key) else [HOLDING_MESSAGE]
+            replies = [] if await self._holding_sent(key) else [holding_message()]
             await self.store.append(key, "system", replies)
             return replies, owner
 
@@ -266,10 +270,10 @@ class Gateway:
             return await self._fail_closed(key, "assistant_silent")
 
         for control in reply.controls:
-            owner = await self._apply_control(key, owner, control)
+            owner = await self._apply_control(key, control)
         messages = reply.messages
         if not messages and owner is Owner.WAITING_FOR_STAFF:
-            messages = [HOLDING_MESSAGE]
+            messages = [holding_message()]
         await self.store.append(key, "bot", messages)
         log.info("answered conversation=%s replies=%d owner=%s", key, len(messages), owner.value)
         return messages, owner
@@ -277,8 +281,9 @@ class Gateway:
     async def _fail_closed(self, key: str, reason: str) -> tuple[list[OutboundMessage], Owner]:
         owner = Owner.WAITING_FOR_STAFF
         await self.store.set_owner(key, owner, reason=reason)
-        await self.store.append(key, "system", [FAIL_CLOSED_MESSAGE])
-        return [FAIL_CLOSED_MESSAGE], owner
+        message = fail_closed_message()
+        await self.store.append(key, "system", [message])
+        return [message], owner
 
     async def _screen(self, key: str, message: InboundMessage) -> ScreenResult | None:
         try:
@@ -286,7 +291,10 @@ class Gateway:
         except Exception as exc:  # fail closed: a message that was not screened is never let through
             log.error("safety screen failed conversation=%s error=%s", key, type(exc).__name__)
             return ScreenResult(
-                rule="screen_error", replies=(SCREEN_FAILED_MESSAGE,), escalate=True, outcome="screen_error"
+                rule="screen_error",
+                replies=(screen_failed_message(),),
+                escalate=True,
+                outcome=ScreenOutcome.SCREEN_ERROR,
             )
 
     async def _holding_sent(self, key: str) -> bool:
@@ -294,22 +302,18 @@ class Gateway:
         for item in reversed(transcript):
             if item.get("role") in ("bot", "staff"):
                 return False
-            if item.get("text") == HOLDING_MESSAGE.text:
+            if item.get("text") == msg("gateway.holding"):
                 return True
         return False
 
-    async def _apply_control(self, key: str, owner: Owner, control: dict[str, Any]) -> Owner:
-        handoff = control.get("handoff")
-        if handoff:
-            reason = str(handoff.get("reason", "unspecified")) if isinstance(handoff, dict) else str(handoff)
-            summary = handoff.get("summary") if isinstance(handoff, dict) else None
-            priority = str(handoff.get("priority") or "normal") if isinstance(handoff, dict) else "normal"
-            log.info("handoff conversation=%s reason=%s priority=%s", key, reason, priority)
-            await self.store.set_owner(key, Owner.WAITING_FOR_STAFF, reason=reason, summary=summary, priority=priority)
+    async def _apply_control(self, key: str, control: Control) -> Owner:
+        """What an action asked for (careline.contracts, read by the Rasa client)."""
+        if isinstance(control, Handoff):
+            log.info("handoff conversation=%s reason=%s priority=%s", key, control.reason, control.priority)
+            await self.store.set_owner(
+                key, Owner.WAITING_FOR_STAFF, reason=control.reason, summary=control.summary, priority=control.priority
+            )
             return Owner.WAITING_FOR_STAFF
-        close = control.get("close")
-        if close:
-            log.info("closed conversation=%s reason=%s", key, close)
-            await self.store.set_owner(key, Owner.CLOSED, reason=str(close))
-            return Owner.CLOSED
-        return owner
+        log.info("closed conversation=%s reason=%s", key, control.reason)
+        await self.store.set_owner(key, Owner.CLOSED, reason=control.reason)
+        return Owner.CLOSED

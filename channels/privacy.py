@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -38,7 +39,7 @@ from sqlalchemy.engine import Engine
 from channels.crypto import Cipher, DecryptError
 from channels.db import CONVERSATION_DATA, KEPT_RECORDS, privacy_audit, sms_delivery
 from channels.pseudonym import conversation_key
-from channels.store import RASA_KEY_PREFIX
+from channels.store import RASA_KEY_PREFIX, decoded
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ def pseudonyms_in(name: str) -> list[str]:
     return PSEUDONYM.findall(name)
 
 
-def _s(value: Any) -> Any:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+# An export or erasure never stops at one value that is not UTF-8.
+_text = partial(decoded, errors="replace")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -207,7 +208,41 @@ class Privacy:
 
     async def _export_redis(self, key: str, channel: str, address: str) -> dict[str, Any]:
         r = self.redis
-        conv = {_s(k): _s(v) for k, v in (await r.hgetall(self._k("conv", key))).items()}
+        conv = await self._export_conversation_state(key)
+        first = await r.zscore(self._k("retention"), key)
+        waiting = await r.zscore(self._k("staff", "waiting"), key)
+        transcript = [self._plain(_text(x)) for x in await r.lrange(self._k("transcript", key), 0, -1)]
+        tracker_raw = await r.get(f"{self.rasa_prefix}:tracker:{key}")
+        try:
+            tracker = json.loads(tracker_raw) if tracker_raw is not None else None
+        except ValueError:
+            tracker = {"unparsed": _text(tracker_raw)}
+        staff_queue = [
+            {"id": eid, **fields}
+            for eid, fields in await self._walk_stream(
+                self._k("staff", "queue"), lambda _eid, f: f.get("conversation") == key
+            )
+        ]
+        sms = await self._export_sms_state(key, channel, address)
+        idempotency, other = await self._export_other_keys(key, channel, address)
+        return {
+            "retention": {
+                "first_message_at": _iso(first),
+                "erased_after": _iso(first + self.retention) if first is not None else None,
+            },
+            "conversation_state": conv,
+            "transcript": transcript,
+            "staff": {"waiting": waiting is not None},
+            "staff_queue": staff_queue,
+            "rasa_tracker": tracker,
+            "sms_state": sms,
+            "idempotency": idempotency,
+            "other_redis_keys": other,
+        }
+
+    async def _export_conversation_state(self, key: str) -> dict[str, Any]:
+        """The conversation's hash, with the address decrypted (or a note why not) and the summary parsed."""
+        conv = {_text(k): _text(v) for k, v in (await self.redis.hgetall(self._k("conv", key))).items()}
         if "address_enc" in conv:
             token = conv.pop("address_enc")
             if self.cipher is None:
@@ -224,37 +259,33 @@ class Privacy:
                 conv["summary"] = json.loads(conv["summary"])
             except ValueError:
                 pass
-        first = await r.zscore(self._k("retention"), key)
-        waiting = await r.zscore(self._k("staff", "waiting"), key)
-        transcript = [self._plain(_s(x)) for x in await r.lrange(self._k("transcript", key), 0, -1)]
-        tracker_raw = await r.get(f"{self.rasa_prefix}:tracker:{key}")
-        try:
-            tracker = json.loads(tracker_raw) if tracker_raw is not None else None
-        except ValueError:
-            tracker = {"unparsed": _s(tracker_raw)}
-        staff_queue = [
-            {"id": eid, **fields}
-            for eid, fields in await self._walk_stream(
-                self._k("staff", "queue"), lambda _eid, f: f.get("conversation") == key
-            )
-        ]
+        return conv
+
+    async def _export_sms_state(self, key: str, channel: str, address: str) -> dict[str, Any]:
+        """SMS options, MORE and opt-out state, and (for SMS) the patient's messages still queued."""
+        r = self.redis
         sms: dict[str, Any] = {}
         for part in ("options", "more", "optout"):
             value = await r.get(self._k("sms", part, key))
             if value is not None:
-                sms[part] = self._plain(_s(value))
+                sms[part] = self._plain(_text(value))
         if channel == "sms":
             queued = []
             async for stream in r.scan_iter(match=self._k("sms", "in", "*"), count=1000, _type="stream"):
                 for eid, fields in await self._walk_stream(
-                    _s(stream), lambda _eid, f: self._sms_entry_is(f, key, address)
+                    _text(stream), lambda _eid, f: self._sms_entry_is(f, key, address)
                 ):
                     queued.append({"id": eid, **self._sms_entry_plain(fields)})
             sms["queued_messages"] = queued
+        return sms
+
+    async def _export_other_keys(self, key: str, channel: str, address: str) -> tuple[dict, dict]:
+        """Every other key naming the conversation: its idempotency keys, and the rest by name."""
+        r = self.redis
         known = set(self._direct_keys(key))
         idempotency, other = {}, {}
         async for raw in r.scan_iter(match=f"*{key}*", count=1000):
-            name = _s(raw)
+            name = _text(raw)
             if name in known:
                 continue
             value = await self._dump(name)
@@ -267,38 +298,28 @@ class Privacy:
 
             if await r.exists(self._k("webtoken", token_hash(address))):
                 other[self._k("webtoken", "<hash of the chat token>")] = "issued"
-        return {
-            "retention": {
-                "first_message_at": _iso(first),
-                "erased_after": _iso(first + self.retention) if first is not None else None,
-            },
-            "conversation_state": conv,
-            "transcript": transcript,
-            "staff": {"waiting": waiting is not None},
-            "staff_queue": staff_queue,
-            "rasa_tracker": tracker,
-            "sms_state": sms,
-            "idempotency": idempotency,
-            "other_redis_keys": other,
-        }
+        return idempotency, other
 
     async def _dump(self, name: str) -> Any:
         """A key's value whatever its type, decoded (JSON where it is JSON)."""
         r = self.redis
-        kind = _s(await r.type(name))
+        kind = _text(await r.type(name))
         if kind == "string":
             value = await r.get(name)
-            return None if value is None else self._plain(_s(value))
+            return None if value is None else self._plain(_text(value))
         if kind == "hash":
-            return {_s(k): _s(v) for k, v in (await r.hgetall(name)).items()}
+            return {_text(k): _text(v) for k, v in (await r.hgetall(name)).items()}
         if kind == "list":
-            return [_s(v) for v in await r.lrange(name, 0, -1)]
+            return [_text(v) for v in await r.lrange(name, 0, -1)]
         if kind == "set":
-            return sorted(_s(v) for v in await r.smembers(name))
+            return sorted(_text(v) for v in await r.smembers(name))
         if kind == "zset":
-            return [[_s(m), s] for m, s in await r.zrange(name, 0, -1, withscores=True)]
+            return [[_text(m), s] for m, s in await r.zrange(name, 0, -1, withscores=True)]
         if kind == "stream":
-            return [{"id": _s(i), **{_s(k): _s(v) for k, v in f.items()}} for i, f in await r.xrange(name, count=1000)]
+            return [
+                {"id": _text(i), **{_text(k): _text(v) for k, v in f.items()}}
+                for i, f in await r.xrange(name, count=1000)
+            ]
         return None
 
     def _plain(self, value: str) -> Any:
@@ -376,7 +397,7 @@ class Privacy:
         if channel == "sms":
             async for stream in r.scan_iter(match=self._k("sms", "in", "*"), count=1000, _type="stream"):
                 removed["sms_queue_entries"] += await self._xdel_where(
-                    _s(stream), lambda _eid, f: self._sms_entry_is(f, key, address)
+                    _text(stream), lambda _eid, f: self._sms_entry_is(f, key, address)
                 )
         removed["retention_index"] += await r.zrem(self._k("retention"), key)
         return dict(removed)
@@ -429,7 +450,7 @@ class Privacy:
         try:
             counts = await self._sweep(now, cutoff)
         finally:
-            if _s(await self.redis.get(lock)) == token:
+            if _text(await self.redis.get(lock)) == token:
                 await self.redis.delete(lock)
         if any(v for k, v in counts.items() if k not in ("cutoff", "more")):
             await asyncio.to_thread(self._audit, "sweep", None, None, actor, counts)
@@ -471,7 +492,7 @@ class Privacy:
         # (a new conversation), and must still be answered.
         async for stream in r.scan_iter(match=self._k("sms", "in", "*"), count=1000, _type="stream"):
             counts["sms_queue_entries"] += await self._xdel_where(
-                _s(stream), lambda eid, f: _stream_ms(eid) < cutoff_ms
+                _text(stream), lambda eid, f: _stream_ms(eid) < cutoff_ms
             )
         old_rows = await asyncio.to_thread(self._delete_sql, None, datetime.fromtimestamp(cutoff, UTC))
         for table, n in old_rows.items():
@@ -498,7 +519,7 @@ class Privacy:
             )
             if not page:
                 break
-            found.extend(_s(k) for k in page)
+            found.extend(_text(k) for k in page)
         return found
 
     async def _adopt_unindexed(self, now: float) -> int:
@@ -513,7 +534,7 @@ class Privacy:
         ):
             page: list[str] = []
             async for raw in self.redis.scan_iter(match=prefix + "*", count=1000):
-                page.append(_s(raw))
+                page.append(_text(raw))
                 if len(page) >= self.batch:
                     adopted += await self._adopt(page, prefix, first_seen, now)
                     page = []
@@ -535,7 +556,7 @@ class Privacy:
 
     async def _conv_first(self, name: str, now: float) -> float | None:
         r = self.redis
-        conv = {_s(k): _s(v) for k, v in (await r.hgetall(name)).items()}
+        conv = {_text(k): _text(v) for k, v in (await r.hgetall(name)).items()}
         if not conv:
             return None
         if "address" in conv:
@@ -563,7 +584,7 @@ class Privacy:
     async def _scan_delete(self, match: str, wanted: Callable[[str], bool]) -> int:
         removed, pending = 0, []
         async for raw in self.redis.scan_iter(match=match, count=1000):
-            if wanted(_s(raw)):
+            if wanted(_text(raw)):
                 pending.append(raw)
             if len(pending) >= self.batch:
                 removed += await self.redis.unlink(*pending)
@@ -580,12 +601,12 @@ class Privacy:
         while True:
             entries = await self.redis.xrange(stream, min=start, max="+", count=self.batch)
             for eid, fields in entries:
-                eid, fields = _s(eid), {_s(k): _s(v) for k, v in (fields or {}).items()}
+                eid, fields = _text(eid), {_text(k): _text(v) for k, v in (fields or {}).items()}
                 if wanted(eid, fields):
                     chosen.append((eid, fields))
             if len(entries) < self.batch:
                 return chosen
-            start = "(" + _s(entries[-1][0])
+            start = "(" + _text(entries[-1][0])
 
     async def _xdel_where(self, stream: str, wanted: Callable[[str, dict[str, str]], bool]) -> int:
         doomed = [eid for eid, _fields in await self._walk_stream(stream, wanted)]

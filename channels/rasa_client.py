@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from careline.contracts import Control, parse_control
 from channels.errors import UpstreamUnavailable
 from channels.messages import Button, OutboundMessage
 
@@ -18,17 +19,17 @@ log = logging.getLogger(__name__)
 @dataclass
 class RasaReply:
     messages: list[OutboundMessage] = field(default_factory=list)
-    # Custom JSON payloads from the action server (hand-off, close), in order.
-    controls: list[dict[str, Any]] = field(default_factory=list)
+    # The action server's control payloads (hand-off, close), read and in order.
+    controls: list[Control] = field(default_factory=list)
 
 
 def parse_rest_output(items: list[dict[str, Any]]) -> RasaReply:
     """Turn the REST channel's list of bot messages into our messages and control payloads."""
     reply = RasaReply()
     for item in items:
-        custom = item.get("custom")
-        if isinstance(custom, dict) and isinstance(custom.get("careline"), dict):
-            reply.controls.append(custom["careline"])
+        control = parse_control(item.get("custom"))
+        if control is not None:
+            reply.controls.append(control)
         text = item.get("text")
         if text:
             buttons = tuple(

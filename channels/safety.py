@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from careline.contracts import ScreenOutcome
 from channels.messages import InboundMessage, OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class ScreenResult:
     replies: tuple[OutboundMessage, ...] = field(default_factory=tuple)
     escalate: bool = True
     proceed: bool = False  # let the message go on to the assistant; replies are appended
-    outcome: str = "emergency"  # emergency | crisis | advise | screen_error
+    outcome: ScreenOutcome = ScreenOutcome.EMERGENCY
     category: str = ""
     rules: tuple[str, ...] = ()
 
@@ -56,13 +57,13 @@ def screen_text(rules, text: str, channel: str) -> ScreenResult | None:
         return None
     reply = (OutboundMessage(rules.message(screening, channel), role="system"),)
     category = screening.category.name if screening.category else ""
-    if screening.outcome == "advise":
+    if screening.outcome == ScreenOutcome.ADVISE:
         return ScreenResult(
             rule=f"advise:{category}",
             replies=reply,
             escalate=False,
             proceed=True,
-            outcome="advise",
+            outcome=ScreenOutcome.ADVISE,
             category=category,
             rules=tuple(screening.rules),
         )

@@ -1,9 +1,9 @@
 """The SMS channel over Twilio.
 
 Inbound `POST /sms/twilio`: the body is read with a cap (413), the X-Twilio-Signature verified
-against the public URL, the AccountSid and the To number checked (403, logged without content),
-then, in this order, so that a failure at any step leaves Twilio's retry able to deliver the
-message exactly once:
+against the public URL, the AccountSid and the To number checked (403, logged without content;
+the webhooks' router is channels/routes/sms.py), then `SmsChannel.accept`, in this order, so
+that a failure at any step leaves Twilio's retry able to deliver the message exactly once:
 
 1. a consent keyword is recorded in SQL (idempotent, so a retry records it again), then in the
    Redis cache: a STOP wins over a turn in flight, and is honoured even with Redis down;
@@ -45,7 +45,6 @@ Outbound: plain GSM-7 text, buttons as numbered options, at most 320 characters 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import math
@@ -57,14 +56,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from careline.contracts import PAGE_BREAK
 from channels.consent import SmsRecords
 from channels.crypto import Cipher, DecryptError
 from channels.errors import (
@@ -72,11 +71,10 @@ from channels.errors import (
     CareLineError,
     DuplicateInProgress,
     InvalidMessage,
-    PayloadTooLarge,
     StoreUnavailable,
 )
-from channels.http_limits import read_body_capped
 from channels.messages import InboundMessage, OutboundMessage
+from channels.paging import Pager, arrange, asks_for_more, sms_metadata
 from channels.pipeline import Gateway
 from channels.sms_text import (
     asks_to_stop_texting,
@@ -86,16 +84,16 @@ from channels.sms_text import (
     normalise_keyword,
     numbered_options,
     plain_text,
-    split_for_sms,
     to_gsm7,
     undo_carrier_quirks,
 )
+from channels.store import decoded
 from channels.twilio_sender import SendError, TwilioSender, Unsubscribed
+from knowledge.messages import MessageText, msg
 
 log = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-MAX_SEND = 320
 # An entry handled (and failed or crashed) this many times gets the failure notice and is dropped.
 MAX_DELIVERIES = 5
 # What a failing Redis or SQL raises (redis-py's errors and timeouts, SQLAlchemy's, the OS's).
@@ -138,38 +136,33 @@ def instance_name() -> str:
 
 @dataclass
 class SmsTexts:
+    """The SMS channel's own texts (knowledge/messages/<language>.yml), with the clinic's name and number."""
+
     clinic_name: str
     clinic_phone: str
 
     @property
     def help(self) -> str:
-        return (
-            f"{self.clinic_name}: this is our automated assistant. Call us at {self.clinic_phone}. "
-            "Reply STOP to opt out. Msg&data rates may apply. For emergencies call 911."
-        )
+        return msg("sms.help", clinic_name=self.clinic_name, clinic_phone=self.clinic_phone)
 
     @property
     def opted_out(self) -> str:
-        return (
-            f"You're unsubscribed from {self.clinic_name} texts and will get no more messages. "
-            "Reply START to resubscribe. For emergencies call 911."
-        )
+        return msg("sms.opted_out", clinic_name=self.clinic_name)
 
     @property
     def opted_in(self) -> str:
-        return f"You're subscribed to {self.clinic_name} texts again. Reply HELP for help, STOP to opt out."
+        return msg("sms.opted_in", clinic_name=self.clinic_name)
 
-    confirm_stop = "Do you want us to stop texting you? Reply STOP to unsubscribe from all our texts."
-    media_only = (
-        "Sorry, I can only read text, not pictures or files. Please type your message. For emergencies call 911."
-    )
-    failed = (
-        "Sorry, something went wrong and I couldn't answer. Our staff have been told. "
-        "If this is an emergency, call 911 now."
-    )
+    confirm_stop = MessageText("sms.confirm_stop")
+    media_only = MessageText("sms.media_only")
+    failed = MessageText("sms.failed")
 
     def too_long(self, limit: int) -> str:
-        return f"Sorry, that message is too long for me. Please send it in parts of under {limit} characters."
+        return msg("sms.too_long", limit=limit)
+
+    @staticmethod
+    def unreadable(reason: str) -> str:
+        return msg("sms.unreadable", reason=reason)
 
 
 class LeaseLost(Exception):
@@ -255,6 +248,7 @@ class SmsChannel:
         self.max_chars = max_chars
         self.dedupe_ttl = dedupe_ttl
         self.cipher = cipher or getattr(gateway, "cipher", None) or Cipher(None)
+        self.pager = Pager(redis, self.cipher, prefix)  # the rest of a long reply, for MORE
         self.claim_idle = claim_idle
         self.lease_seconds = lease_seconds
         self.state_timeout = state_timeout  # the webhook's deadline for all its Redis/SQL steps
@@ -519,7 +513,7 @@ class SmsChannel:
             pipe.sadd(self._k("workers"), self.name)
             pipe.smembers(self._k("workers"))
             *_, members = await pipe.execute()
-        names = sorted(_s(m) for m in members)
+        names = sorted(decoded(m) for m in members)
         alive = await self.redis.exists(*[self._k("worker", n) for n in names]) if names else 0
         if alive < len(names):
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -572,7 +566,7 @@ class SmsChannel:
             if self._holds(shard):
                 return
             raise LeaseLost() from None
-        if _s(holder) != self.name:
+        if decoded(holder) != self.name:
             self._owned.pop(shard, None)
             raise LeaseLost()
 
@@ -644,7 +638,11 @@ class SmsChannel:
         """Move every other consumer's pending entries to us: at once from a consumer that is no
         longer alive, after `claim_idle` from one that is. True when none are left elsewhere."""
         summary = await self.redis.xpending(stream, self.group)
-        others = [(_s(c["name"]), c["pending"]) for c in summary.get("consumers") or () if _s(c["name"]) != self.name]
+        others = [
+            (decoded(c["name"]), c["pending"])
+            for c in summary.get("consumers") or ()
+            if decoded(c["name"]) != self.name
+        ]
         if not others:
             return True
         for consumer, pending in others:
@@ -668,11 +666,11 @@ class SmsChannel:
                     self.claim_idle,
                     stream.rsplit(":", 1)[-1],
                 )
-            start = _s(reply[0])
+            start = decoded(reply[0])
             if start == "0-0":
                 break
         summary = await self.redis.xpending(stream, self.group)
-        waiting = [c for c in summary.get("consumers") or () if _s(c["name"]) != self.name and c["pending"]]
+        waiting = [c for c in summary.get("consumers") or () if decoded(c["name"]) != self.name and c["pending"]]
         if waiting:
             return False
         for consumer, _pending in others:  # consumers with nothing pending: forget them
@@ -682,7 +680,7 @@ class SmsChannel:
 
     async def _others_pending(self, stream: str) -> bool:
         summary = await self.redis.xpending(stream, self.group)
-        return any(_s(c["name"]) != self.name and c["pending"] for c in summary.get("consumers") or ())
+        return any(decoded(c["name"]) != self.name and c["pending"] for c in summary.get("consumers") or ())
 
     async def _handle_batch(self, shard: int, stream: str, entries: list, history: bool) -> bool:
         """Handle entries in order. False (nothing handled) when another consumer still holds
@@ -726,7 +724,7 @@ class SmsChannel:
                 raise  # else Redis was flushed meanwhile: the entry is gone already
 
     def _decode(self, fields: dict) -> dict[str, str] | None:
-        data = {_s(k): _s(v) for k, v in fields.items()}
+        data = {decoded(k): decoded(v) for k, v in fields.items()}
         try:
             if "from_enc" in data:  # entries queued before encryption carry "from" and "body" as they are
                 data["from"] = self.cipher.decrypt(data.pop("from_enc"))
@@ -802,10 +800,10 @@ class SmsChannel:
             )
             return
         body = data["body"]
-        if body.strip().upper() in ("MORE", "MORE.", "MORE!"):
-            rest = await self._get_secret(self._k("more", key))
-            if rest:
-                await self._send_text(key, data, rest)
+        if asks_for_more(body):
+            parts = await self.pager.sms_more(key)
+            if parts:
+                await self._deliver(key, data, parts)
                 return
         options = await self._get_secret(self._k("options", key))
         if options:
@@ -813,7 +811,7 @@ class SmsChannel:
             if payload is not None:
                 body = payload
         # bound to the text as sent: a numbered reply may map to another option on a retry
-        message = InboundMessage("sms", data["from"], body, data["sid"], {"format": "sms"}, dedupe_text=data["body"])
+        message = InboundMessage("sms", data["from"], body, data["sid"], sms_metadata(), dedupe_text=data["body"])
         try:
             try:
                 result = await self.gateway.handle(message)
@@ -826,7 +824,7 @@ class SmsChannel:
             await self._deliver(key, data, [exc.patient_message], tag="n")
             return
         except InvalidMessage as exc:
-            await self._deliver(key, data, [f"Sorry, I couldn't read that: {exc}"])
+            await self._deliver(key, data, [self.texts.unreadable(str(exc))])
             return
         except CareLineError as exc:
             replies = [m.text for m in getattr(exc, "replies", None) or ()] or [exc.patient_message]
@@ -841,7 +839,7 @@ class SmsChannel:
         return result is not None and result.escalate
 
     async def _get_secret(self, redis_key: str) -> str | None:
-        """A value kept encrypted between messages (MORE, options); absent if unreadable."""
+        """A value kept encrypted between messages (the numbered options); absent if unreadable."""
         try:
             value = await self.redis.get(redis_key)
         except STATE_ERRORS as exc:
@@ -860,13 +858,13 @@ class SmsChannel:
                 await self.redis.set(redis_key, self.cipher.encrypt(value), ex=24 * 3600)
             else:
                 await self.redis.delete(redis_key)
-        except STATE_ERRORS as exc:  # MORE or a numbered reply will not work; the answer still goes out
+        except STATE_ERRORS as exc:  # a numbered reply will not work; the answer still goes out
             log.warning("sms state write failed error=%s", type(exc).__name__)
 
     async def _send_replies(self, key: str, data: dict[str, str], replies: list[OutboundMessage]) -> None:
         texts, options = [], {}
         for reply in replies:
-            text = plain_text(reply.text)
+            text = PAGE_BREAK.join(plain_text(page) for page in reply.text.split(PAGE_BREAK))
             if reply.buttons:
                 text, options = numbered_options(
                     text, [{"title": b.title, "payload": b.payload} for b in reply.buttons]
@@ -874,12 +872,10 @@ class SmsChannel:
             texts.append(text)
         await self._put_secret(self._k("options", key), json.dumps(options) if options else None)
         if texts:
-            await self._send_text(key, data, "\n\n".join(t for t in texts if t))
+            await self._send_text(key, data, arrange(texts))
 
     async def _send_text(self, key: str, data: dict[str, str], text: str) -> None:
-        parts, rest = split_for_sms(to_gsm7(text), MAX_SEND)
-        await self._put_secret(self._k("more", key), rest)
-        await self._deliver(key, data, parts)
+        await self._deliver(key, data, await self.pager.sms_parts(key, to_gsm7(text)))
 
     async def _deliver(
         self, key: str, data: dict[str, str], parts: list[str], force: bool = False, tag: str = "r"
@@ -906,7 +902,7 @@ class SmsChannel:
                 done = tried = None  # cannot tell: sending again is better than not at all
             if done is not None:  # sent by an earlier attempt; it may have died before recording it
                 try:
-                    await self.records.sent_once(key, data.get("sid"), _s(done))
+                    await self.records.sent_once(key, data.get("sid"), decoded(done))
                 except STATE_ERRORS as exc:
                     log.error("sms delivery row not written conversation=%s error=%s", key, type(exc).__name__)
                 continue
@@ -941,75 +937,3 @@ class SmsChannel:
                 await self.records.sent(key, data.get("sid"), sent.sid, sent.status)
             except STATE_ERRORS as exc:  # the part went out; only its bookkeeping row is missing
                 log.error("sms delivery row not written conversation=%s error=%s", key, type(exc).__name__)
-
-
-def _s(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def make_router(get_channel, settings) -> APIRouter:
-    """Routes for Twilio: the inbound webhook and the status callback, both verified: body size,
-    signature, account, and (inbound) the clinic's number."""
-    from twilio.request_validator import RequestValidator
-
-    router = APIRouter()
-    validator = RequestValidator(settings.twilio_auth_token)
-    account = settings.twilio_account_sid or ""
-    numbers = settings.inbound_numbers
-    service = settings.twilio_messaging_service_sid
-
-    def refuse(reason: str, path: str) -> Response:
-        log.warning("sms webhook rejected: %s path=%s", reason, path)
-        return Response("forbidden", status_code=403, media_type="text/plain")
-
-    async def verified_form(request: Request, inbound: bool) -> dict[str, str] | Response:
-        path = request.url.path
-        try:
-            raw = await read_body_capped(request, settings.max_body_bytes)
-        except PayloadTooLarge:
-            log.warning("sms webhook refused: body over %d bytes path=%s", settings.max_body_bytes, path)
-            return Response("payload too large", status_code=413, media_type="text/plain")
-        form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-        url = public_url(request, settings.public_base_url, settings.trust_forwarded_headers)
-        signature = request.headers.get("x-twilio-signature", "")
-        if not signature or not validator.validate(url, form, signature):
-            return refuse("missing signature" if not signature else "invalid signature", path)
-        if not hmac.compare_digest(form.get("AccountSid", "").encode(), account.encode()):
-            return refuse("another account", path)
-        if (
-            inbound
-            and form.get("To", "") not in numbers
-            and not (service and form.get("MessagingServiceSid") == service)
-        ):
-            return refuse("not one of our numbers", path)
-        return form
-
-    @router.post("/sms/twilio")
-    async def inbound(request: Request) -> Response:
-        form = await verified_form(request, inbound=True)
-        if isinstance(form, Response):
-            return form
-        missing = [f for f in ("MessageSid", "From") if not form.get(f)]
-        media = form.get("NumMedia") or "0"
-        if "Body" not in form and not (media.isdigit() and int(media) > 0):
-            missing.append("Body")
-        if missing:
-            log.warning("sms webhook malformed: missing %s", ",".join(missing))
-            return Response(f"missing {', '.join(missing)}", status_code=400, media_type="text/plain")
-        return twiml_response(await get_channel().accept(form))
-
-    @router.post("/sms/twilio/status")
-    async def status(request: Request) -> Response:
-        form = await verified_form(request, inbound=False)
-        if isinstance(form, Response):
-            return form
-        sid, state = form.get("MessageSid"), form.get("MessageStatus") or form.get("SmsStatus")
-        if not sid or not state:
-            return Response("missing MessageSid or MessageStatus", status_code=400, media_type="text/plain")
-        channel = get_channel()
-        await channel.records.delivery_status(sid, state, form.get("ErrorCode"))
-        if form.get("ErrorCode") == "21610":
-            await channel.records.opt_out(channel.gateway.key_for("sms", form.get("To", "")), "twilio_21610")
-        return Response(status_code=204)
-
-    return router

@@ -1,6 +1,7 @@
 """Make the assistant's replies right for SMS, and read what patients text back.
 
-Plain functions only: no I/O, no Twilio, no Redis. The SMS channel calls them in this order:
+Plain functions only: no Twilio, no Redis; their words (the MORE prompt, "Reply 1 for ...") come from
+the message catalogue (knowledge/messages/). The SMS channel calls them in this order:
 
     text = for_sms(reply.text)                      # plain_text, then to_gsm7
     text, options = numbered_options(text, buttons)
@@ -41,6 +42,9 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from careline.contracts import PAGE_BREAK
+from knowledge.messages import msg
+
 # --- GSM 03.38 (3GPP TS 23.038) ---------------------------------------------------------------
 
 # The basic character set in code order, 0x00-0x7F. 0x1B is the escape to the extension table,
@@ -78,8 +82,10 @@ UCS2_SINGLE, UCS2_PART = 70, 67  # UTF-16 code units, likewise
 
 Encoding = Literal["GSM-7", "UCS-2"]
 
-MORE_PROMPT = "Reply MORE for more."
-_MORE_SUFFIX = "\n" + MORE_PROMPT
+
+def more_prompt() -> str:
+    """The line that ends the last part when text is left over ("Reply MORE for more.")."""
+    return msg("sms.more_prompt")
 
 
 def _is_gsm_char(c: str) -> bool:
@@ -368,6 +374,9 @@ def for_sms(text: str) -> str:
 
 # --- split_for_sms ------------------------------------------------------------------------------
 
+# The most characters one turn sends, the MORE prompt included: two full GSM-7 segments.
+MAX_SEND = 320
+
 # Words ending in "." that do not end a sentence, so we do not break after "Dr." or "e.g.".
 _ABBREVIATIONS = frozenset({"dr", "mr", "mrs", "ms", "st", "vs", "e.g", "i.e", "approx", "a.m", "p.m"})
 
@@ -473,7 +482,7 @@ def _ends_sentence(text: str, end: int) -> bool:
     return end >= len(text) or (text[end].isspace() and _is_sentence_end(text, end))
 
 
-def split_for_sms(text: str, max_send: int = 320) -> tuple[list[str], str | None]:
+def split_for_sms(text: str, max_send: int = MAX_SEND) -> tuple[list[str], str | None]:
     """(parts to send now, the rest or None).
 
     Each part is one SMS that fits a single segment of its own encoding (160 GSM-7 septets or
@@ -481,10 +490,31 @@ def split_for_sms(text: str, max_send: int = 320) -> tuple[list[str], str | None
     characters including the "Reply MORE for more." line, which ends the last part whenever a
     rest is returned. Breaks at sentence ends (". ", "? ", "! ", new lines), else between words.
     Run `for_sms` first: this function does not change characters.
+
+    A PAGE_BREAK (careline.contracts) is a forced boundary: the parts end there with the prompt,
+    and the rest starts after it. A page that fits goes out whole (its citation last, then the
+    prompt, as a text of its own if need be); a longer one goes on in the rest like any text.
     """
-    if max_send <= len(_MORE_SUFFIX):
-        raise ValueError(f"max_send must be more than {len(_MORE_SUFFIX)} characters")
-    text = text.strip()
+    prompt = more_prompt()
+    if max_send <= len(prompt) + 1:
+        raise ValueError(f"max_send must be more than {len(prompt) + 1} characters")
+    page, _, later = text.partition(PAGE_BREAK)
+    while not page.strip() and later.strip():  # an empty page is no page
+        page, _, later = later.partition(PAGE_BREAK)
+    page, later = page.strip(), later.strip()
+    if not later:
+        return _split(page, max_send, prompt)
+    parts, rest = _split(f"{page}\n{prompt}", max_send, prompt)
+    if rest is None:
+        return parts, later
+    parts, rest = _split(page, max_send, prompt, more=True)
+    return parts, PAGE_BREAK.join(p for p in (rest, later) if p)
+
+
+def _split(text: str, max_send: int, prompt: str, more: bool = False) -> tuple[list[str], str | None]:
+    """split_for_sms on text without page breaks; `more`: text follows it, so the prompt ends the
+    parts even when all of `text` fits."""
+    suffix = "\n" + prompt
     if not text:
         return [], None
 
@@ -492,10 +522,10 @@ def split_for_sms(text: str, max_send: int = 320) -> tuple[list[str], str | None
     pos = used = 0
     while pos < len(text):
         part, end = _take(text, pos, max_send - used)
-        if part and _skip_space(text, end) >= len(text):
+        if part and _skip_space(text, end) >= len(text) and not more:
             sent.append((part, pos))
             return [p for p, _ in sent], None
-        if not part or used + len(part) + len(_MORE_SUFFIX) > max_send:
+        if not part or used + len(part) + len(suffix) > max_send or _skip_space(text, end) >= len(text):
             break
         sent.append((part, pos))
         used += len(part)
@@ -504,24 +534,24 @@ def split_for_sms(text: str, max_send: int = 320) -> tuple[list[str], str | None
     # Something is left over: the last part must end with the MORE prompt. A new part in the
     # budget left is used only if it is worth a text of its own (a whole sentence, or not a
     # scrap like "Take"); otherwise the prompt goes on the last part, re-cut shorter if need be.
-    part, end = _take(text, pos, max_send - used, _MORE_SUFFIX)
+    part, end = _take(text, pos, max_send - used, suffix)
     if part and (not sent or _ends_sentence(text, end) or len(part) >= _MIN_TAIL):
-        sent.append((part + _MORE_SUFFIX, pos))
+        sent.append((part + suffix, pos))
         pos = _skip_space(text, end)
-    elif sent and _fits_one_segment(sent[-1][0] + _MORE_SUFFIX):
-        sent[-1] = (sent[-1][0] + _MORE_SUFFIX, sent[-1][1])
+    elif sent and _fits_one_segment(sent[-1][0] + suffix):
+        sent[-1] = (sent[-1][0] + suffix, sent[-1][1])
     elif sent:  # re-cut the last part shorter to make room
         last, start = sent.pop()
         used -= len(last)
-        part, end = _take(text, start, max_send - used, _MORE_SUFFIX)
+        part, end = _take(text, start, max_send - used, suffix)
         if part:
-            sent.append((part + _MORE_SUFFIX, start))
+            sent.append((part + suffix, start))
             pos = _skip_space(text, end)
         else:
-            sent.append((MORE_PROMPT, start))
+            sent.append((prompt, start))
             pos = start
     else:  # not even the first word fits max_send
-        sent.append((MORE_PROMPT, pos))
+        sent.append((prompt, pos))
     return [p for p, _ in sent], text[pos:].strip() or None
 
 
@@ -553,12 +583,12 @@ def numbered_options(text: str, buttons: Iterable[Any]) -> tuple[str, dict[str, 
     options: dict[str, str] = {}
     choices: list[str] = []
     for number, button in enumerate(buttons, start=1):
-        title = _short_title(_button_field(button, "title")) or f"option {number}"
+        title = _short_title(_button_field(button, "title")) or msg("sms.option_untitled", number=number)
         options[str(number)] = _button_field(button, "payload")
-        choices.append(f"{number} for {title}")
+        choices.append(msg("sms.option", number=number, title=title))
     if not choices:
         return text, {}
-    line = "Reply " + ", ".join(choices) + "."
+    line = msg("sms.options", choices=", ".join(choices))
     return (f"{text.rstrip()}\n{line}" if text.strip() else line), options
 
 

@@ -126,17 +126,17 @@ class ConversationStore:
             ],
             args=[repr(time.time()), self.retention, channel, address_enc or "", key],
         )
-        return Owner(_s(owner))
+        return Owner(decoded(owner))
 
     async def owner(self, key: str) -> Owner | None:
         value = await self.redis.hget(self._k("conv", key), "owner")
         if value is None:
             return None
-        return Owner(value.decode() if isinstance(value, bytes) else value)
+        return Owner(decoded(value))
 
     async def info(self, key: str) -> dict[str, Any]:
         raw = await self.redis.hgetall(self._k("conv", key))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return {decoded(k): decoded(v) for k, v in raw.items()}
 
     async def set_owner(
         self,
@@ -155,8 +155,8 @@ class ConversationStore:
         current = await self.redis.hget(self._k("conv", key), "priority")
         if owner is Owner.WAITING_FOR_STAFF:
             # a later, calmer hand-off never lowers a conversation's priority
-            if current is not None and PRIORITY_RANK.get(_s(current), 2) < PRIORITY_RANK.get(priority, 2):
-                priority = _s(current)
+            if current is not None and PRIORITY_RANK.get(decoded(current), 2) < PRIORITY_RANK.get(priority, 2):
+                priority = decoded(current)
             mapping["priority"] = priority
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._k("conv", key), mapping=mapping)
@@ -194,11 +194,11 @@ class ConversationStore:
 
     async def waiting_for_staff(self, count: int = 100) -> list[str]:
         """Conversations waiting for staff, most urgent (then longest waiting) first."""
-        return [_s(k) for k in await self.redis.zrange(self._k("staff", "waiting"), 0, count - 1)]
+        return [decoded(k) for k in await self.redis.zrange(self._k("staff", "waiting"), 0, count - 1)]
 
     async def staff_queue(self, count: int = 100) -> list[dict[str, str]]:
         entries = await self.redis.xrange(self._k("staff", "queue"), count=count)
-        return [{_s(k): _s(v) for k, v in fields.items()} for _id, fields in entries]
+        return [{decoded(k): decoded(v) for k, v in fields.items()} for _id, fields in entries]
 
     # --- transcript ------------------------------------------------------------------------
     async def append(
@@ -228,7 +228,7 @@ class ConversationStore:
         if await self.redis.set(dk, f"{PENDING}:{text_digest}", nx=True, ex=self.dedupe_ttl):
             return Claim(True)
         value = await self.redis.get(dk)
-        value = _s(value) if value is not None else None
+        value = decoded(value)
         if value is None:  # expired or released between the two calls: claim again
             return await self.claim(key, message_id, text_digest)
         if value.startswith(PENDING + ":"):
@@ -257,5 +257,7 @@ class ConversationStore:
         return bool(await self.redis.exists(self._k("webtoken", token_hash(token))))
 
 
-def _s(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
+def decoded(value: Any, errors: str = "strict") -> Any:
+    """A Redis reply as text: bytes decoded as UTF-8 (`errors` as for bytes.decode), anything else
+    (None, a number, a str from a client that decodes) as it is."""
+    return value.decode("utf-8", errors) if isinstance(value, bytes) else value

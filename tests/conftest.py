@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -73,28 +74,18 @@ def embedding_site_port() -> int:
     return free_port()
 
 
-@pytest.fixture(scope="session")
-def stack(redis_url, tmp_path_factory, twilio, embedding_site_port):
-    """The whole assistant, running: Redis, action server, Rasa, gateway (with SMS via the stand-in)."""
+@contextmanager
+def _running_stack(redis_url: str, var: Path, twilio, **env: str):
+    """A whole stack on `redis_url`, its SMS going to the Twilio stand-in; stopped on leaving."""
     from careline.supervisor import Stack, free_port
 
-    var = tmp_path_factory.mktemp("var")
     port = free_port()
     s = Stack(
         ROOT,
         gateway_port=port,
         redis_url=redis_url,
         var=var,
-        extra_env={
-            "TWILIO_ACCOUNT_SID": twilio.account_sid,
-            "TWILIO_AUTH_TOKEN": twilio.auth_token,
-            "TWILIO_PHONE_NUMBER": twilio.phone_number,
-            "TWILIO_API_BASE_URL": twilio.base_url,
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            # every test speaks from 127.0.0.1 (tests/security/test_ratelimit.py tests the per-client limit)
-            "RATE_LIMIT_CLIENT": "100000/minute",
-            "ALLOWED_ORIGINS": f"http://127.0.0.1:{embedding_site_port}",
-        },
+        extra_env={**twilio.gateway_env(f"http://127.0.0.1:{port}"), **env},
     )
     try:
         s.start()
@@ -102,6 +93,20 @@ def stack(redis_url, tmp_path_factory, twilio, embedding_site_port):
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url, tmp_path_factory, twilio, embedding_site_port):
+    """The whole assistant, running: Redis, action server, Rasa, gateway (with SMS via the stand-in)."""
+    with _running_stack(
+        redis_url,
+        tmp_path_factory.mktemp("var"),
+        twilio,
+        # every test speaks from 127.0.0.1 (tests/security/test_ratelimit.py tests the per-client limit)
+        RATE_LIMIT_CLIENT="100000/minute",
+        ALLOWED_ORIGINS=f"http://127.0.0.1:{embedding_site_port}",
+    ) as s:
+        yield s
 
 
 @pytest.fixture(scope="session")
@@ -120,30 +125,10 @@ def private_redis(tmp_path_factory):
 def fault_stack(private_redis, tmp_path_factory, twilio):
     """A second whole stack on the private Redis, for tests that break Redis or stop a process.
     Tests that pause or kill something restore it before they end (resume, restart, start_service)."""
-    from careline.supervisor import Stack, free_port
-
-    var = tmp_path_factory.mktemp("fault-var")
-    port = free_port()
-    s = Stack(
-        ROOT,
-        gateway_port=port,
-        redis_url=private_redis.url,
-        var=var,
-        extra_env={
-            "TWILIO_ACCOUNT_SID": twilio.account_sid,
-            "TWILIO_AUTH_TOKEN": twilio.auth_token,
-            "TWILIO_PHONE_NUMBER": twilio.phone_number,
-            "TWILIO_API_BASE_URL": twilio.base_url,
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            "REDIS_TIMEOUT_SECONDS": "1.0",
-        },
-    )
-    try:
-        s.start()
-        s.wait_ready(60)
+    with _running_stack(
+        private_redis.url, tmp_path_factory.mktemp("fault-var"), twilio, REDIS_TIMEOUT_SECONDS="1.0"
+    ) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture

@@ -24,8 +24,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from careline.standins.http import StandinHandler
 
 MODES = ("grounded", "ungrounded", "mixed", "link", "dont_know", "empty", "slow", "500", "429")
 UNGROUNDED = "Drinking lemon juice every morning cures this condition completely and for good."
@@ -58,6 +60,175 @@ def grounded_answer(user_message: str) -> str:
     return out or text[: min(limit, 300)].rsplit(" ", 1)[0]
 
 
+def _last_user_text(messages: list[dict]) -> str:
+    last_user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+    if isinstance(last_user, list):  # content parts
+        last_user = "".join(p.get("text", "") for p in last_user if isinstance(p, dict))
+    return last_user
+
+
+def _content(mode: str, last_user: str) -> str:
+    """What the model says in `mode` (any other mode answers grounded)."""
+    grounded = grounded_answer(last_user)
+    return {
+        "grounded": grounded,
+        "slow": grounded,
+        "ungrounded": UNGROUNDED,
+        "mixed": f"{grounded} {UNGROUNDED}",
+        "link": f"{grounded} Read more at https://cures.example.com/now.",
+        "dont_know": "I don't know.",
+        "empty": "",
+    }.get(mode, grounded)
+
+
+def _completion(model: str, content: str, messages: list[dict]) -> dict[str, Any]:
+    """A chat.completion object, as OpenAI returns it."""
+    prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages)
+    completion_tokens = len(content.split())
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+        "service_tier": "default",
+        "system_fingerprint": "fp_careline_standin",
+    }
+
+
+def _stream_payload(model: str, content: str) -> bytes:
+    """The same answer as server-sent chat.completion.chunk events, word by word."""
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    words = re.findall(r"\S+\s*", content)
+    chunks = [{"role": "assistant", "content": ""}] + [{"content": w} for w in words]
+    events = [
+        {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}],
+        }
+        for d in chunks
+    ]
+    events.append({**events[0], "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
+    payload = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    return payload.encode()
+
+
+class _Server(ThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int], standin: LLMStandin):
+        self.standin = standin  # what _Handler serves
+        super().__init__(address, _Handler)
+
+
+class _Handler(StandinHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "careline-standin"}],
+                },
+            )
+        else:
+            self._send(*_error(404, f"Invalid URL (GET {self.path})", "invalid_request_error", None))
+
+    def do_POST(self) -> None:
+        standin = self.server.standin
+        request = self._read_request(standin)
+        if request is None:
+            return
+        body, messages, model = request
+        last_user = _last_user_text(messages)
+        keyword = _KEYWORD.search(last_user)
+        mode = self.headers.get("X-Standin-Mode") or (keyword.group(1) if keyword else standin.mode)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        standin.requests.append(
+            {"path": self.path, "headers": headers, "body": body, "mode": mode, "at": time.monotonic()}
+        )
+        if mode in ("500", "429"):
+            self._send_fault(mode, model)
+            return
+        if mode == "slow":
+            time.sleep(standin.delay)
+        content = _content(mode, last_user)
+        if body.get("stream"):
+            self._stream(model, content)
+            return
+        self._send(200, _completion(model, content, messages))
+
+    def _read_request(self, standin: LLMStandin) -> tuple[dict, list, str] | None:
+        """The request's body, messages and model; None when an error was sent instead."""
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send(*_error(404, f"Invalid URL (POST {self.path})", "invalid_request_error", None))
+            return None
+        if self.headers.get("Authorization") != f"Bearer {standin.api_key}":
+            self._send(*_error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+            return None
+        try:
+            body = json.loads(raw)
+            return body, body["messages"], body["model"]
+        except (ValueError, KeyError, TypeError):
+            self._send(*_error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None))
+            return None
+
+    def _send_fault(self, mode: str, model: str) -> None:
+        if mode == "500":
+            self._send(
+                *_error(
+                    500,
+                    "The server had an error while processing your request. Sorry about that!",
+                    "server_error",
+                    None,
+                )
+            )
+            return
+        self._send(
+            429,
+            {
+                "error": {
+                    "message": f"Rate limit reached for {model}.",
+                    "type": "requests",
+                    "param": None,
+                    "code": "rate_limit_exceeded",
+                }
+            },
+            {"retry-after-ms": "100", "x-ratelimit-remaining-requests": "0"},
+        )
+
+    def _stream(self, model: str, content: str) -> None:
+        self.respond(200, _stream_payload(model, content), "text/event-stream")
+
+    def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+        ids = {"x-request-id": f"req_{uuid.uuid4().hex[:16]}", "openai-processing-ms": "1"}
+        self.respond(status, json.dumps(payload).encode(), "application/json", {**ids, **(headers or {})})
+
+
 @dataclass
 class LLMStandin:
     mode: str = "grounded"
@@ -72,177 +243,7 @@ class LLMStandin:
         return f"http://{host}:{port}/v1"
 
     def start(self) -> LLMStandin:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/v1/models":
-                    self._send(
-                        200,
-                        {
-                            "object": "list",
-                            "data": [
-                                {"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "careline-standin"}
-                            ],
-                        },
-                    )
-                else:
-                    self._send(*_error(404, f"Invalid URL (GET {self.path})", "invalid_request_error", None))
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._send(*_error(404, f"Invalid URL (POST {self.path})", "invalid_request_error", None))
-                    return
-                if self.headers.get("Authorization") != f"Bearer {standin.api_key}":
-                    self._send(*_error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
-                    return
-                try:
-                    body = json.loads(raw)
-                    messages = body["messages"]
-                    model = body["model"]
-                except (ValueError, KeyError, TypeError):
-                    self._send(
-                        *_error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None)
-                    )
-                    return
-                last_user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
-                if isinstance(last_user, list):
-                    last_user = "".join(p.get("text", "") for p in last_user if isinstance(p, dict))
-                keyword = _KEYWORD.search(last_user)
-                mode = self.headers.get("X-Standin-Mode") or (keyword.group(1) if keyword else standin.mode)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                standin.requests.append(
-                    {"path": self.path, "headers": headers, "body": body, "mode": mode, "at": time.monotonic()}
-                )
-                if mode == "500":
-                    self._send(
-                        *_error(
-                            500,
-                            "The server had an error while processing your request. Sorry about that!",
-                            "server_error",
-                            None,
-                        )
-                    )
-                    return
-                if mode == "429":
-                    self._send(
-                        429,
-                        {
-                            "error": {
-                                "message": f"Rate limit reached for {model}.",
-                                "type": "requests",
-                                "param": None,
-                                "code": "rate_limit_exceeded",
-                            }
-                        },
-                        {"retry-after-ms": "100", "x-ratelimit-remaining-requests": "0"},
-                    )
-                    return
-                if mode == "slow":
-                    time.sleep(standin.delay)
-                grounded = grounded_answer(last_user)
-                content = {
-                    "grounded": grounded,
-                    "slow": grounded,
-                    "ungrounded": UNGROUNDED,
-                    "mixed": f"{grounded} {UNGROUNDED}",
-                    "link": f"{grounded} Read more at https://cures.example.com/now.",
-                    "dont_know": "I don't know.",
-                    "empty": "",
-                }.get(mode, grounded)
-                if body.get("stream"):
-                    self._stream(model, content)
-                    return
-                prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages)
-                completion_tokens = len(content.split())
-                self._send(
-                    200,
-                    {
-                        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                        "object": "chat.completion",
-                        "created": int(time.time()),
-                        "model": model,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {
-                                    "role": "assistant",
-                                    "content": content,
-                                    "refusal": None,
-                                    "annotations": [],
-                                },
-                                "logprobs": None,
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {
-                            "prompt_tokens": prompt_tokens,
-                            "completion_tokens": completion_tokens,
-                            "total_tokens": prompt_tokens + completion_tokens,
-                            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                            "completion_tokens_details": {
-                                "reasoning_tokens": 0,
-                                "audio_tokens": 0,
-                                "accepted_prediction_tokens": 0,
-                                "rejected_prediction_tokens": 0,
-                            },
-                        },
-                        "service_tier": "default",
-                        "system_fingerprint": "fp_careline_standin",
-                    },
-                )
-
-            def _stream(self, model: str, content: str) -> None:
-                cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-                words = re.findall(r"\S+\s*", content)
-                chunks = [{"role": "assistant", "content": ""}] + [{"content": w} for w in words]
-                events = [
-                    {
-                        "id": cid,
-                        "object": "chat.completion.chunk",
-                        "created": int(time.time()),
-                        "model": model,
-                        "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}],
-                    }
-                    for d in chunks
-                ]
-                events.append(
-                    {**events[0], "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
-                )
-                payload = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-                data = payload.encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.send_header("x-request-id", f"req_{uuid.uuid4().hex[:16]}")
-                    self.send_header("openai-processing-ms", "1")
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
-                    pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), self)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="llm-standin", daemon=True).start()
         return self

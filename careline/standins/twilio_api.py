@@ -42,13 +42,15 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 from twilio.request_validator import RequestValidator
+
+from careline.standins.http import StandinHandler
 
 API_VERSION = "2010-04-01"
 PHONE_PAGE = Path(__file__).resolve().parent / "static" / "phone.html"
@@ -196,8 +198,19 @@ class TwilioStandIn:
     def messages_url(self) -> str:
         return f"{self.base_url}/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
 
+    def gateway_env(self, public_base_url: str) -> dict[str, str]:
+        """The gateway's settings that make it send through this stand-in and accept its webhooks
+        (signed over `public_base_url`, the gateway's own address)."""
+        return {
+            "TWILIO_ACCOUNT_SID": self.account_sid,
+            "TWILIO_AUTH_TOKEN": self.auth_token,
+            "TWILIO_PHONE_NUMBER": self.phone_number,
+            "TWILIO_API_BASE_URL": self.base_url,
+            "PUBLIC_BASE_URL": public_base_url,
+        }
+
     def start(self) -> TwilioStandIn:
-        self._server = _Server((self._host, self._port), _handler(self))
+        self._server = _Server((self._host, self._port), self)
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="twilio-standin", daemon=True
@@ -295,6 +308,30 @@ class TwilioStandIn:
         answer is recorded as an outbound-reply message, as Twilio would send it."""
         sid = message_sid or _sid("SM")
         to = to or self.phone_number
+        params = self._inbound_params(sid, from_, to, body, extra)
+        headers = {
+            "X-Twilio-Signature": sign(self.auth_token, public_url or webhook_url, params),
+            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+            "User-Agent": "TwilioProxy/1.1",
+            "Accept": "*/*",
+        }
+        record = Message(
+            sid=sid, to=to, from_=from_, body=body, time=time.time(), direction="inbound", status="received"
+        )
+        with self._lock:
+            self._inbound.append(record)
+        with httpx.Client(timeout=timeout, trust_env=False) as http:
+            response = http.post(webhook_url, data=params, headers=headers)
+        with self._lock:
+            record.webhook_status = response.status_code
+        if response.is_success:
+            self._record_twiml_replies(response.text, patient=from_, clinic=to)
+        return response
+
+    def _inbound_params(
+        self, sid: str, from_: str, to: str, body: str, extra: dict[str, str | None] | None
+    ) -> dict[str, str]:
+        """The form fields of Twilio's inbound-SMS webhook; `extra` adds fields, or removes them with None."""
         params: dict[str, str] = {
             "ToCountry": "US",
             "ToState": "",
@@ -323,24 +360,7 @@ class TwilioStandIn:
                 params.pop(key, None)
             else:
                 params[key] = value
-        headers = {
-            "X-Twilio-Signature": sign(self.auth_token, public_url or webhook_url, params),
-            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
-            "User-Agent": "TwilioProxy/1.1",
-            "Accept": "*/*",
-        }
-        record = Message(
-            sid=sid, to=to, from_=from_, body=body, time=time.time(), direction="inbound", status="received"
-        )
-        with self._lock:
-            self._inbound.append(record)
-        with httpx.Client(timeout=timeout, trust_env=False) as http:
-            response = http.post(webhook_url, data=params, headers=headers)
-        with self._lock:
-            record.webhook_status = response.status_code
-        if response.is_success:
-            self._record_twiml_replies(response.text, patient=from_, clinic=to)
-        return response
+        return params
 
     def _record_twiml_replies(self, text: str, patient: str, clinic: str) -> None:
         if "<Response" not in text:
@@ -527,144 +547,140 @@ class TwilioStandIn:
 
 
 class _Server(ThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int], standin: TwilioStandIn):
+        self.standin = standin  # what _Handler serves
+        super().__init__(address, _Handler)
+
     def handle_error(self, request, client_address) -> None:
         """A client that dies mid-request (a killed gateway) is not an error of the stand-in."""
         if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
             super().handle_error(request, client_address)
 
 
-def _handler(standin: TwilioStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "twilio-standin"
+class _Handler(StandinHandler):
+    server_version = "twilio-standin"
+    server: _Server
 
-        def log_message(self, *args) -> None:  # quiet: bodies and numbers are patient data
-            pass
+    @property
+    def standin(self) -> TwilioStandIn:
+        return self.server.standin
 
-        def _read_form(self) -> dict[str, str]:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
-            return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    def _read_form(self) -> dict[str, str]:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
+        return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
-        def _send(
-            self,
-            status: int,
-            payload: Any,
-            content_type: str = "application/json",
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Twilio-Request-Id", _sid("RQ"))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
-                pass
+    def _send(
+        self,
+        status: int,
+        payload: Any,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.respond(status, data, content_type, {"Twilio-Request-Id": _sid("RQ"), **(headers or {})})
 
-        def _not_found(self, path: str) -> None:
-            self._send(404, error_body(404, 20404, f"The requested resource {path} was not found"))
+    def _not_found(self, path: str) -> None:
+        self._send(404, error_body(404, 20404, f"The requested resource {path} was not found"))
 
-        def _api_guard(self, path_sid: str, path: str) -> bool:
-            """Twilio's order: credentials (401, 20003), then the account in the path (404)."""
-            if standin.latency:
-                time.sleep(standin.latency)
-            if not standin._authorized(self.headers.get("Authorization")):
-                self._send(
-                    401,
-                    error_body(401, 20003, "Authenticate"),
-                    headers={"WWW-Authenticate": 'Basic realm="Twilio API"'},
-                )
-                return False
-            if path_sid != standin.account_sid:
-                self._not_found(path)
-                return False
-            return True
+    def _api_guard(self, path_sid: str, path: str) -> bool:
+        """Twilio's order: credentials (401, 20003), then the account in the path (404)."""
+        if self.standin.latency:
+            time.sleep(self.standin.latency)
+        if not self.standin._authorized(self.headers.get("Authorization")):
+            self._send(
+                401,
+                error_body(401, 20003, "Authenticate"),
+                headers={"WWW-Authenticate": 'Basic realm="Twilio API"'},
+            )
+            return False
+        if path_sid != self.standin.account_sid:
+            self._not_found(path)
+            return False
+        return True
 
-        def do_POST(self) -> None:
-            path = urlsplit(self.path).path
-            if m := _MESSAGES.match(path):
-                form = self._read_form()
-                if not self._api_guard(m.group(1), path):
-                    return
-                status, payload, message = standin._create(form)
-                self._send(status, payload)
-                if message is not None:
-                    standin._after_accept(message)  # callbacks come after the 201, as from Twilio
-            elif path == "/phone/send":
-                self._phone_send()
-            else:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self._not_found(path)
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        if m := _MESSAGES.match(path):
+            form = self._read_form()
+            if not self._api_guard(m.group(1), path):
+                return
+            status, payload, message = self.standin._create(form)
+            self._send(status, payload)
+            if message is not None:
+                self.standin._after_accept(message)  # callbacks come after the 201, as from Twilio
+        elif path == "/phone/send":
+            self._phone_send()
+        else:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._not_found(path)
 
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            if m := _MESSAGES.match(url.path):
-                if not self._api_guard(m.group(1), url.path):
-                    return
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if m := _MESSAGES.match(url.path):
+            if self._api_guard(m.group(1), url.path):
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                self._send(200, standin._list(query, url.path))
-            elif m := _MESSAGE.match(url.path):
-                if not self._api_guard(m.group(1), url.path):
-                    return
-                message = standin._fetch(m.group(2))
-                if message is None:
-                    self._not_found(url.path)
-                else:
-                    self._send(200, message.resource(standin.account_sid))
-            elif url.path in ("/phone", "/phone/"):
-                if not PHONE_PAGE.exists():
-                    self._send(404, b"phone page missing", "text/plain")
-                else:
-                    self._send(200, PHONE_PAGE.read_bytes(), "text/html; charset=utf-8")
-            elif url.path == "/phone/messages":
-                number = (parse_qs(url.query).get("number") or [""])[0].strip()
-                self._send(
-                    200,
-                    {
-                        "number": number,
-                        "clinic_number": standin.phone_number,
-                        "messages": standin.conversation(number) if number else [],
-                    },
-                )
-            elif url.path == "/":
-                self._send(
-                    200,
-                    {
-                        "service": "twilio-standin",
-                        "account_sid": standin.account_sid,
-                        "phone_number": standin.phone_number,
-                        "phone_page": "/phone",
-                    },
-                )
+                self._send(200, self.standin._list(query, url.path))
+        elif m := _MESSAGE.match(url.path):
+            if self._api_guard(m.group(1), url.path):
+                self._get_message(m.group(2), url.path)
+        elif url.path in ("/phone", "/phone/"):
+            if not PHONE_PAGE.exists():
+                self._send(404, b"phone page missing", "text/plain")
             else:
-                self._not_found(url.path)
+                self._send(200, PHONE_PAGE.read_bytes(), "text/html; charset=utf-8")
+        elif url.path == "/phone/messages":
+            self._phone_messages((parse_qs(url.query).get("number") or [""])[0].strip())
+        elif url.path == "/":
+            self._send(
+                200,
+                {
+                    "service": "twilio-standin",
+                    "account_sid": self.standin.account_sid,
+                    "phone_number": self.standin.phone_number,
+                    "phone_page": "/phone",
+                },
+            )
+        else:
+            self._not_found(url.path)
 
-        def _phone_send(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                data = json.loads(raw or b"{}")
-                number, body = str(data.get("number", "")).strip(), str(data.get("body", ""))
-            except (ValueError, AttributeError):
-                self._send(400, {"error": 'send JSON: {"number": ..., "body": ...}'})
-                return
-            if not number or not body.strip():
-                self._send(400, {"error": "a phone number and a message are both needed"})
-                return
-            if not standin.webhook_url:
-                self._send(503, {"error": "no webhook configured: start the stand-in with --webhook URL"})
-                return
-            try:
-                response = standin.send_inbound(standin.webhook_url, number, body, public_url=standin.public_url)
-            except httpx.HTTPError as exc:
-                self._send(502, {"error": f"the gateway did not answer ({type(exc).__name__})"})
-                return
-            self._send(200, {"webhook_status": response.status_code})
+    def _get_message(self, sid: str, path: str) -> None:
+        message = self.standin._fetch(sid)
+        if message is None:
+            self._not_found(path)
+        else:
+            self._send(200, message.resource(self.standin.account_sid))
 
-    return Handler
+    def _phone_messages(self, number: str) -> None:
+        self._send(
+            200,
+            {
+                "number": number,
+                "clinic_number": self.standin.phone_number,
+                "messages": self.standin.conversation(number) if number else [],
+            },
+        )
+
+    def _phone_send(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            data = json.loads(raw or b"{}")
+            number, body = str(data.get("number", "")).strip(), str(data.get("body", ""))
+        except (ValueError, AttributeError):
+            self._send(400, {"error": 'send JSON: {"number": ..., "body": ...}'})
+            return
+        if not number or not body.strip():
+            self._send(400, {"error": "a phone number and a message are both needed"})
+            return
+        standin = self.standin
+        if not standin.webhook_url:
+            self._send(503, {"error": "no webhook configured: start the stand-in with --webhook URL"})
+            return
+        try:
+            response = standin.send_inbound(standin.webhook_url, number, body, public_url=standin.public_url)
+        except httpx.HTTPError as exc:
+            self._send(502, {"error": f"the gateway did not answer ({type(exc).__name__})"})
+            return
+        self._send(200, {"webhook_status": response.status_code})
 
 
 def main(argv: list[str] | None = None) -> None:

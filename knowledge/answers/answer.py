@@ -8,10 +8,7 @@ from dataclasses import dataclass, field
 
 from knowledge.answers.retrieval import Hit
 
-SMS_FIRST_LIMIT = 320
-SMS_PART_LIMIT = 320
 WEB_SHORT_LIMIT = 450
-MORE_SUFFIX = " Reply MORE for more."
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"(])")
 
 
@@ -74,24 +71,28 @@ def citation_line(hit: Hit, short: bool = False) -> str:
 
 @dataclass
 class Rendered:
-    first: str  # the first message
-    rest: list[str]  # what MORE / "tell me more" continues with
+    first: str  # the first message (SMS: the first page)
+    rest: list[str]  # what "tell me more" continues with (SMS: the later pages, for the gateway to page)
 
 
-def render(hit: Hit, channel: str) -> Rendered:
+def sms_pages(parts: list[str], cite: str, page_chars: int | None) -> list[str]:
+    """Whole sentences in pages of at most `page_chars` characters, each ending with the citation
+    (None: one page; the gateway says how large a page may be, channels/paging.py)."""
+    budget = max(60, page_chars - len(cite) - 1) if page_chars else None
+    pages: list[str] = []
+    remaining = parts
+    while remaining or not pages:
+        chunk, remaining = take(remaining, budget) if budget else (" ".join(remaining), [])
+        pages.append(f"{chunk}\n{cite}")
+    return pages
+
+
+def render(hit: Hit, channel: str, page_chars: int | None = None) -> Rendered:
     """Size the passage for the channel; every message that carries answer text ends with the citation."""
     parts = sentences(hit.text)
     if channel == "sms":
-        cite = citation_line(hit, short=True)
-        budget = SMS_FIRST_LIMIT - len(cite) - 1 - len(MORE_SUFFIX)
-        first, remaining = take(parts, max(60, budget))
-        messages = []
-        while remaining:
-            chunk, remaining = take(remaining, max(60, SMS_PART_LIMIT - len(cite) - 1 - len(MORE_SUFFIX)))
-            messages.append(chunk)
-        suffix = MORE_SUFFIX if messages else ""
-        rest = [f"{m}\n{cite}" + (MORE_SUFFIX if i < len(messages) - 1 else "") for i, m in enumerate(messages)]
-        return Rendered(f"{first}{suffix}\n{cite}" if not suffix else f"{first}\n{cite}{suffix}", rest)
+        first, *rest = sms_pages(parts, citation_line(hit, short=True), page_chars)
+        return Rendered(first, rest)
     cite = citation_line(hit)
     first, remaining = take(parts, WEB_SHORT_LIMIT)
     rest = [f"{' '.join(remaining)}\n\n{cite}"] if remaining else []

@@ -21,14 +21,11 @@ from typing import Any
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from knowledge.answers.answer import (
-    MORE_SUFFIX,
-    SMS_FIRST_LIMIT,
-    SMS_PART_LIMIT,
     WEB_SHORT_LIMIT,
     Rendered,
     citation_line,
     sentences,
-    take,
+    sms_pages,
 )
 from knowledge.answers.retrieval import STOPWORDS, Hit
 
@@ -375,39 +372,42 @@ def make_generator(settings=None) -> Generator | None:
 # --- composing the answer ---------------------------------------------------------------------
 
 
-def body_limit(hit: Hit, channel: str) -> int:
-    """Characters the generated text may take in the first message, citation included as usual."""
-    if channel == "sms":
-        return max(60, SMS_FIRST_LIMIT - len(citation_line(hit, short=True)) - 1 - len(MORE_SUFFIX))
+def body_limit(hit: Hit, channel: str, page_chars: int | None = None) -> int:
+    """Characters the generated text may take in the first message (SMS: its first page), citation
+    included as usual."""
+    if channel == "sms" and page_chars:
+        return max(60, page_chars - len(citation_line(hit, short=True)) - 1)
     return WEB_SHORT_LIMIT
 
 
-def render_generated(hit: Hit, channel: str, body: str, extractive: Rendered) -> Rendered:
+def render_generated(
+    hit: Hit, channel: str, body: str, extractive: Rendered, page_chars: int | None = None
+) -> Rendered:
     """The generated text with exactly the extractive answer's citation line; "more" continues
     with the passage itself when the extractive answer had more to show."""
     parts = sentences(hit.text)
     if channel == "sms":
         cite = citation_line(hit, short=True)
-        chunks, remaining = [], parts if extractive.rest else []
-        while remaining:
-            chunk, remaining = take(remaining, max(60, SMS_PART_LIMIT - len(cite) - 1 - len(MORE_SUFFIX)))
-            chunks.append(chunk)
-        rest = [f"{c}\n{cite}" + (MORE_SUFFIX if i < len(chunks) - 1 else "") for i, c in enumerate(chunks)]
-        return Rendered(f"{body}\n{cite}" + (MORE_SUFFIX if rest else ""), rest)
+        return Rendered(f"{body}\n{cite}", sms_pages(parts, cite, page_chars) if extractive.rest else [])
     cite = citation_line(hit)
     rest = [f"{' '.join(parts)}\n\n{cite}"] if extractive.rest else []
     return Rendered(f"{body}\n\n{cite}", rest)
 
 
 def compose(
-    generator: Generator | None, question: str, hit: Hit, channel: str, extractive: Rendered
+    generator: Generator | None,
+    question: str,
+    hit: Hit,
+    channel: str,
+    extractive: Rendered,
+    page_chars: int | None = None,
 ) -> tuple[Rendered, str]:
     """The generated answer if there is a generator and its output is grounded, else the
     extractive one. Returns (rendered, reason); only the reason is logged, never text."""
     if generator is None:
         return extractive, "disabled"
     try:
-        result = generator.generate(question, [hit], body_limit(hit, channel))
+        result = generator.generate(question, [hit], body_limit(hit, channel, page_chars))
     except Exception as exc:  # noqa: BLE001 - a broken prompt file or check must not cost the answer
         result = Generated(None, f"error:{type(exc).__name__}")
     if result.text is None:
@@ -421,4 +421,4 @@ def compose(
         )
         return extractive, result.reason
     log.info("kb generation used citation=%s ms=%d", hit.citation_id, result.latency_ms)
-    return render_generated(hit, channel, result.text, extractive), "generated"
+    return render_generated(hit, channel, result.text, extractive, page_chars), "generated"

@@ -9,7 +9,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from knowledge.triage.engine import Assessment, Facts, Question, TriageEngine, parse_duration_hours, parse_temperature_f
+from careline.contracts import Priority
+from knowledge.messages import msg
+from knowledge.triage.engine import (
+    Assessment,
+    Facts,
+    Question,
+    TriageEngine,
+    TriageLevel,
+    parse_duration_hours,
+    parse_temperature_f,
+)
 from knowledge.triage.textmatch import normalise
 
 YES = re.compile(
@@ -31,43 +41,58 @@ PERSON = re.compile(
     r"\b(talk|speak|chat) (to|with) (a |an |the )?(person|human|nurse|doctor|someone|staff|agent)|real person|\bhuman\b"
 )
 
+# Answer buttons: (title's message id, what the button sends). The text sent stays English,
+# because the replies above are read in English.
 OPTIONS = {
-    "yes_no": [("Yes", "yes"), ("No", "no"), ("Not sure", "not sure")],
-    "pregnant": [("Yes", "yes"), ("No", "no"), ("Not sure", "not sure")],
-    "who": [("Me (adult)", "me, an adult"), ("A child", "a child"), ("A baby under 1", "a baby under 1 year old")],
-    "duration": [
-        ("Less than a day", "less than a day"),
-        ("1 to 3 days", "2 days"),
-        ("4 to 7 days", "5 days"),
-        ("More than a week", "more than a week"),
-        ("Not sure", "not sure"),
+    "yes_no": [("triage.option.yes", "yes"), ("triage.option.no", "no"), ("triage.option.not_sure", "not sure")],
+    "pregnant": [("triage.option.yes", "yes"), ("triage.option.no", "no"), ("triage.option.not_sure", "not sure")],
+    "who": [
+        ("triage.option.me_adult", "me, an adult"),
+        ("triage.option.child", "a child"),
+        ("triage.option.baby", "a baby under 1 year old"),
     ],
-    "severity": [("Mild", "mild"), ("Moderate", "moderate"), ("Severe", "severe"), ("Not sure", "not sure")],
-    "temperature": [("Haven't taken it", "not sure")],
+    "duration": [
+        ("triage.option.less_than_a_day", "less than a day"),
+        ("triage.option.one_to_three_days", "2 days"),
+        ("triage.option.four_to_seven_days", "5 days"),
+        ("triage.option.more_than_a_week", "more than a week"),
+        ("triage.option.not_sure", "not sure"),
+    ],
+    "severity": [
+        ("triage.option.mild", "mild"),
+        ("triage.option.moderate", "moderate"),
+        ("triage.option.severe", "severe"),
+        ("triage.option.not_sure", "not sure"),
+    ],
+    "temperature": [("triage.option.not_taken", "not sure")],
     "conditions": [
-        ("None of these", "none"),
-        ("Heart disease", "heart disease"),
-        ("Diabetes", "diabetes"),
-        ("Weak immune system", "weak immune system"),
-        ("Not sure", "not sure"),
+        ("triage.option.no_conditions", "none"),
+        ("triage.option.heart_disease", "heart disease"),
+        ("triage.option.diabetes", "diabetes"),
+        ("triage.option.weak_immune_system", "weak immune system"),
+        ("triage.option.not_sure", "not sure"),
     ],
 }
 
-LEVEL_TEXT = {
-    "emergency": (
-        "This needs emergency care now: call 911 or go to the nearest emergency department. Don't drive yourself."
-    ),
-    "urgent": "You should be seen today: a same-day appointment, an urgent care clinic, or our nurse line.",
-    "routine": "Book an appointment with a clinician in the next few days.",
-    "self_care": "This can usually be cared for at home.",
-}
+# The outcome's words by level (knowledge/messages/<language>.yml).
 LEVEL_NAME = {
-    "emergency": "Emergency",
-    "urgent": "Urgent (today)",
-    "routine": "Routine (next few days)",
-    "self_care": "Self-care at home",
+    "emergency": "triage.level.emergency",
+    "urgent": "triage.level.urgent",
+    "routine": "triage.level.routine",
+    "self_care": "triage.level.self_care",
 }
-NOT_A_DIAGNOSIS = "This is guidance on where to get care, not a diagnosis."
+LEVEL_ADVICE = {
+    "emergency": "triage.advice.emergency",
+    "urgent": "triage.advice.urgent",
+    "routine": "triage.advice.routine",
+    "self_care": "triage.advice.self_care",
+}
+# What each level offers next: (title's message id, payload).
+LEVEL_BUTTONS = {
+    "urgent": [("triage.button.book_same_day", "/book_appointment"), ("triage.button.nurse", "/request_human")],
+    "routine": [("triage.button.book", "/book_appointment"), ("button.person", "/request_human")],
+    "self_care": [("button.person", "/request_human")],
+}
 
 
 @dataclass
@@ -133,139 +158,179 @@ def apply_answer(engine: TriageEngine, state: TriageState, text: str) -> str:
     if PERSON.search(norm):
         return "person"
     if GO_BACK.match(norm):
-        previous = question_by_id(engine, facts, state.asked[-2] if len(state.asked) >= 2 else state.current)
-        if previous is not None:
-            forget(facts, previous)
-            if q is not None and q is not previous:
-                forget(facts, q)
-            state.asked = state.asked[:-2] if len(state.asked) >= 2 else []
+        _go_back(engine, state, q)
         return "back"
     # Anything the reply says in passing counts too ("no, but it's been 5 days").
     before_findings = dict(facts.findings)
     engine.read(text, facts)
     if q is None:
         return "answered"
-    unsure = bool(NOT_SURE.search(norm))
-    yes, no = bool(YES.match(norm)), bool(NO.match(norm))
-    key = q.finding or q.kind
-    if q.kind in ("yes_no", "pregnant"):
-        if q.kind == "yes_no" and facts.findings.get(q.finding) is not None and before_findings.get(q.finding) is None:
-            return "answered"  # the free text itself said yes or no ("he has a stiff neck")
-        if unsure and not (yes or no):
-            facts.unsure.add(key)
-        elif yes:
-            if q.kind == "pregnant":
-                facts.pregnant = True
-            else:
-                facts.findings[q.finding] = True
-        elif no:
-            if q.kind == "pregnant":
-                facts.pregnant = False
-            else:
-                facts.findings[q.finding] = False
+    reply = _Reply(norm, bool(NOT_SURE.search(norm)), bool(YES.match(norm)), bool(NO.match(norm)), before_findings)
+    read_answer = _ANSWER_READERS.get(q.kind)
+    return read_answer(q, facts, reply) if read_answer else "unclear"
+
+
+def _go_back(engine: TriageEngine, state: TriageState, q: Question | None) -> None:
+    """Forget the previous answer (and the current question's, if any), so both are asked again."""
+    facts = state.facts
+    previous = question_by_id(engine, facts, state.asked[-2] if len(state.asked) >= 2 else state.current)
+    if previous is not None:
+        forget(facts, previous)
+        if q is not None and q is not previous:
+            forget(facts, q)
+        state.asked = state.asked[:-2] if len(state.asked) >= 2 else []
+
+
+@dataclass
+class _Reply:
+    """A reply to the current question, normalised, with what it says at its start."""
+
+    norm: str
+    unsure: bool
+    yes: bool
+    no: bool
+    before_findings: dict  # the findings before engine.read() saw this reply
+
+
+def _answer_yes_no(q: Question, facts: Facts, reply: _Reply) -> str:
+    """yes_no and pregnant questions."""
+    if (
+        q.kind == "yes_no"
+        and facts.findings.get(q.finding) is not None
+        and reply.before_findings.get(q.finding) is None
+    ):
+        return "answered"  # the free text itself said yes or no ("he has a stiff neck")
+    if reply.unsure and not (reply.yes or reply.no):
+        facts.unsure.add(q.finding or q.kind)
+    elif reply.yes or reply.no:
+        if q.kind == "pregnant":
+            facts.pregnant = reply.yes
         else:
-            return "unclear"
+            facts.findings[q.finding] = reply.yes
+    else:
+        return "unclear"
+    return "answered"
+
+
+def _answer_who(q: Question, facts: Facts, reply: _Reply) -> str:
+    if facts.who:
         return "answered"
-    if q.kind == "who":
-        if facts.who:
-            return "answered"
-        if re.search(r"\b(me|myself|i am|im|adult|for me|mine)\b", norm):
-            facts.who = "adult"
-            return "answered"
-        return "unclear"
-    if q.kind == "age":
-        if facts.age_months is not None:
-            return "answered"
-        m = re.search(r"(\d+(?:\.\d+)?) ?(day|week|month|year)s?", norm)
-        if m:
-            months = float(m.group(1)) * {"day": 1 / 30, "week": 1 / 4.3, "month": 1, "year": 12}[m.group(2)]
-            facts.age_months = months
-            facts.who = "infant" if months < 12 else "child" if months < 18 * 12 else "adult"
-            return "answered"
-        if unsure:
-            facts.unsure.add("age")
-            return "answered"
-        return "unclear"
-    if q.kind == "duration":
-        if unsure:
-            facts.unsure.add("duration")
-            return "answered"
-        hours = parse_duration_hours(norm)
-        if hours is None:
-            if re.search(r"less than a day|few hours|an hour|today|just (started|now)", norm):
-                hours = 12
-            elif re.search(r"more than a week|weeks|a long time|months", norm):
-                hours = 240
-        if hours is None:
-            return "unclear"
-        facts.duration_hours = hours
+    if re.search(r"\b(me|myself|i am|im|adult|for me|mine)\b", reply.norm):
+        facts.who = "adult"
         return "answered"
-    if q.kind == "severity":
-        if unsure and not facts.severity:
-            facts.unsure.add("severity")
-            return "answered"
-        return "answered" if facts.severity else "unclear"
-    if q.kind == "temperature":
-        value = parse_temperature_f(norm) or parse_temperature_f("temp " + norm)
-        if value:
-            facts.temperature_f = value
-            return "answered"
-        if unsure or no or re.search(r"(havent|didnt|not) (taken|take|checked|check)|no thermometer", norm):
-            facts.unsure.add("temperature")
-            return "answered"
-        return "unclear"
-    if q.kind == "conditions":
-        if unsure and not facts.conditions:
-            facts.unsure.add("conditions")
-            return "answered"
-        if facts.conditions or no:
-            facts.conditions_known = True
-            return "answered"
-        return "unclear"
     return "unclear"
 
 
+def _answer_age(q: Question, facts: Facts, reply: _Reply) -> str:
+    if facts.age_months is not None:
+        return "answered"
+    m = re.search(r"(\d+(?:\.\d+)?) ?(day|week|month|year)s?", reply.norm)
+    if m:
+        months = float(m.group(1)) * {"day": 1 / 30, "week": 1 / 4.3, "month": 1, "year": 12}[m.group(2)]
+        facts.age_months = months
+        facts.who = "infant" if months < 12 else "child" if months < 18 * 12 else "adult"
+        return "answered"
+    if reply.unsure:
+        facts.unsure.add("age")
+        return "answered"
+    return "unclear"
+
+
+def _answer_duration(q: Question, facts: Facts, reply: _Reply) -> str:
+    if reply.unsure:
+        facts.unsure.add("duration")
+        return "answered"
+    hours = parse_duration_hours(reply.norm)
+    if hours is None:
+        if re.search(r"less than a day|few hours|an hour|today|just (started|now)", reply.norm):
+            hours = 12
+        elif re.search(r"more than a week|weeks|a long time|months", reply.norm):
+            hours = 240
+    if hours is None:
+        return "unclear"
+    facts.duration_hours = hours
+    return "answered"
+
+
+def _answer_severity(q: Question, facts: Facts, reply: _Reply) -> str:
+    if reply.unsure and not facts.severity:
+        facts.unsure.add("severity")
+        return "answered"
+    return "answered" if facts.severity else "unclear"
+
+
+def _answer_temperature(q: Question, facts: Facts, reply: _Reply) -> str:
+    value = parse_temperature_f(reply.norm) or parse_temperature_f("temp " + reply.norm)
+    if value:
+        facts.temperature_f = value
+        return "answered"
+    if (
+        reply.unsure
+        or reply.no
+        or re.search(r"(havent|didnt|not) (taken|take|checked|check)|no thermometer", reply.norm)
+    ):
+        facts.unsure.add("temperature")
+        return "answered"
+    return "unclear"
+
+
+def _answer_conditions(q: Question, facts: Facts, reply: _Reply) -> str:
+    if reply.unsure and not facts.conditions:
+        facts.unsure.add("conditions")
+        return "answered"
+    if facts.conditions or reply.no:
+        facts.conditions_known = True
+        return "answered"
+    return "unclear"
+
+
+# How a reply is read, by the kind of question it answers.
+_ANSWER_READERS = {
+    "yes_no": _answer_yes_no,
+    "pregnant": _answer_yes_no,
+    "who": _answer_who,
+    "age": _answer_age,
+    "duration": _answer_duration,
+    "severity": _answer_severity,
+    "temperature": _answer_temperature,
+    "conditions": _answer_conditions,
+}
+
+
 def ask(q: Question) -> dict[str, Any]:
-    buttons = [{"title": title, "payload": payload} for title, payload in OPTIONS.get(q.kind, [])]
+    buttons = [{"title": msg(title), "payload": payload} for title, payload in OPTIONS.get(q.kind, [])]
     return {"text": q.ask, "buttons": buttons}
 
 
 def outcome(assessment: Assessment, facts: Facts, channel: str, advice: str | None = None) -> dict[str, Any]:
     """What the patient sees at the end: level, reasons, next step, not a diagnosis, sources."""
     level = assessment.level
-    parts = [f"{LEVEL_NAME[level]}. {LEVEL_TEXT[level]}"]
+    parts = [msg("triage.outcome.headline", level=msg(LEVEL_NAME[level]), advice=msg(LEVEL_ADVICE[level]))]
     reasons = " ".join(r for r in assessment.reasons if r)
     if reasons:
-        parts.append(("Why: " if channel != "sms" else "") + reasons)
-    if level == "self_care":
+        parts.append(msg("triage.outcome.why", reasons=reasons) if channel != "sms" else reasons)
+    if level == TriageLevel.SELF_CARE:
         if advice:
             parts.append(advice)
         seek = (assessment.self_care or {}).get("seek_care_if")
         if seek:
             parts.append(seek)
-    parts.append(NOT_A_DIAGNOSIS)
+    parts.append(msg("triage.outcome.not_a_diagnosis"))
     sources = assessment.sources[:2]
-    if sources and not (level == "self_care" and advice and "Source" in advice):
-        parts.append("Source: " + "; ".join(f"{s.organisation}, {s.title} ({s.url})" for s in sources))
-    buttons: list[dict[str, str]] = []
-    if level == "urgent":
-        buttons = [
-            {"title": "Book a same-day appointment", "payload": "/book_appointment"},
-            {"title": "Talk to a nurse", "payload": "/request_human"},
-        ]
-    elif level == "routine":
-        buttons = [
-            {"title": "Book an appointment", "payload": "/book_appointment"},
-            {"title": "Talk to a person", "payload": "/request_human"},
-        ]
-    elif level == "self_care":
-        buttons = [{"title": "Talk to a person", "payload": "/request_human"}]
-    escalate = level == "emergency" or (level == "urgent" and assessment.red_flags)
+    if sources and not (level == TriageLevel.SELF_CARE and advice and "Source" in advice):  # the advice cites already
+        cited = [msg("triage.outcome.source", organisation=s.organisation, title=s.title, url=s.url) for s in sources]
+        parts.append(msg("triage.outcome.sources", sources="; ".join(cited)))
+    buttons = [{"title": msg(title), "payload": payload} for title, payload in LEVEL_BUTTONS.get(level, [])]
+    escalate = level == TriageLevel.EMERGENCY or (level == TriageLevel.URGENT and assessment.red_flags)
     return {
         "text": "\n\n".join(parts),
         "buttons": buttons,
         "escalate": escalate,
-        "priority": "emergency" if level == "emergency" else "urgent" if escalate else "normal",
+        "priority": Priority.EMERGENCY
+        if level == TriageLevel.EMERGENCY
+        else Priority.URGENT
+        if escalate
+        else Priority.NORMAL,
     }
 
 

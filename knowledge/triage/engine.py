@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import re2
 import yaml
 
+from careline.contracts import ScreenOutcome
+from knowledge.messages import MessageError, msg
 from knowledge.triage.redflags import RedFlagRules, RuleFileError, Source, default_rules
 from knowledge.triage.safe_regex import any_of
 from knowledge.triage.textmatch import (
@@ -32,8 +35,18 @@ from knowledge.triage.textmatch import (
     sentences,
 )
 
-LEVELS = ("self_care", "routine", "urgent", "emergency")
-RANK = {level: i for i, level in enumerate(LEVELS)}
+
+class TriageLevel(StrEnum):
+    """Levels of care, lowest first: the order is the rank."""
+
+    SELF_CARE = "self_care"
+    ROUTINE = "routine"
+    URGENT = "urgent"
+    EMERGENCY = "emergency"
+
+
+LEVELS = tuple(level.value for level in TriageLevel)  # plain strings, as the rule files write them
+RANK = {level: i for i, level in enumerate(TriageLevel)}
 
 
 def higher(a: str, b: str) -> str:
@@ -59,7 +72,7 @@ class Question:
 
 @dataclass(frozen=True)
 class ProtocolRule:
-    level: str
+    level: TriageLevel
     reason: str
     source: Source
     when: dict[str, Any]
@@ -138,7 +151,7 @@ class _Reading:
 
 @dataclass
 class Assessment:
-    level: str
+    level: TriageLevel
     complaint: str | None
     reasons: list[str]
     rules: list[str]
@@ -180,7 +193,7 @@ _NUM_WORDS = {
 _UNIT_HOURS = {"minute": 1 / 60, "hour": 1, "day": 24, "night": 24, "week": 168, "month": 720, "year": 8760}
 # The spaces after the lead word belong to it, and a number starts where its digits start: a
 # search from every space of a long run, or every digit of a long number, would otherwise read
-# the rest of it again each time (tests/unit/test_pattern_safety.py).
+# the rest of it again each time (tests/unit/knowledge/triage/test_safe_regex.py).
 _DURATION = re.compile(
     r"(?:(?:for|since|past|last|about|around|over|almost|nearly|x)\s*)?(?:the )?(?:past |last )?"
     r"((?<![0-9])\d+(?:\.\d+)?|a|an|one|two|three|four|five|six|seven|eight|nine|ten|twelve|few|couple|several)"
@@ -310,7 +323,7 @@ class TriageEngine:
     @classmethod
     def load(cls, directory: Path = RULES_DIR, redflags: RedFlagRules | None = None) -> TriageEngine:
         redflags = redflags or RedFlagRules.load(directory)
-        common = yaml.safe_load((directory / "common.yml").read_text())
+        common = _with_texts(yaml.safe_load((directory / "common.yml").read_text()))
         protocols = [
             _load_protocol(p, redflags.lexicon, common) for p in sorted((directory / "protocols").glob("*.yml"))
         ]
@@ -398,6 +411,30 @@ class TriageEngine:
                 protocol.complaint, norm, protocol.complaint_unless, reading=reading
             ):
                 facts.complaints.append(pid)
+        self._read_who(norm, reading, facts)
+        self._read_pregnancy(norm, reading, facts)
+        duration = parse_duration_hours(norm)
+        if duration is not None:
+            facts.duration_hours = duration
+        temperature = parse_temperature_f(norm)
+        if temperature is not None:
+            facts.temperature_f = temperature
+        for level in ("severe", "moderate", "mild"):
+            if self._matches(self._severity[level], norm, reading=reading):
+                facts.severity = level
+                break
+        for condition, patterns in self._conditions.items():
+            if self._matches(patterns, norm, reading=reading):
+                facts.conditions.add(condition)
+                facts.conditions_known = True
+        self._read_findings(norm, reading, facts, protocols or list(self.protocols))
+        screening = self.redflags.screen(text)
+        if screening.outcome in (ScreenOutcome.EMERGENCY, ScreenOutcome.CRISIS):
+            facts.red_flags = sorted(set(facts.red_flags) | set(screening.rules))
+        return facts
+
+    def _read_who(self, norm: str, reading: _Reading, facts: Facts) -> None:
+        """Who the patient is: from a stated age if there is one, else from words ("my baby")."""
         months = _AGE_MONTHS.search(norm)
         weeks = _AGE_WEEKS.search(norm)
         years = _AGE_YEARS.search(norm)
@@ -422,6 +459,8 @@ class TriageEngine:
                 if self._matches(self._who.get(who, []), norm, reading=reading):
                     facts.who = who
                     break
+
+    def _read_pregnancy(self, norm: str, reading: _Reading, facts: Facts) -> None:
         # "6 weeks pregnant (positive test last week)": being pregnant is a state, not history
         if self._matches(self._pregnant, norm, self._pregnant_unless, history=False, reading=reading):
             facts.pregnant = True
@@ -432,21 +471,9 @@ class TriageEngine:
             for pid, protocol in self.protocols.items():
                 if protocol.when_pregnant and pid not in facts.complaints:
                     facts.complaints.append(pid)
-        duration = parse_duration_hours(norm)
-        if duration is not None:
-            facts.duration_hours = duration
-        temperature = parse_temperature_f(norm)
-        if temperature is not None:
-            facts.temperature_f = temperature
-        for level in ("severe", "moderate", "mild"):
-            if self._matches(self._severity[level], norm, reading=reading):
-                facts.severity = level
-                break
-        for condition, patterns in self._conditions.items():
-            if self._matches(patterns, norm, reading=reading):
-                facts.conditions.add(condition)
-                facts.conditions_known = True
-        wanted = protocols or list(self.protocols)
+
+    def _read_findings(self, norm: str, reading: _Reading, facts: Facts, wanted: list[str]) -> None:
+        """The common findings, and those of the `wanted` protocols, said present or absent."""
         for name, finding in self._common_findings.items():
             present = self._matches(finding.patterns, norm, finding.unless, reading=reading)
             if present is not None:
@@ -460,31 +487,27 @@ class TriageEngine:
                 if present is not None:
                     facts.findings[name] = present
                     facts.unsure.discard(name)
-        screening = self.redflags.screen(text)
-        if screening.outcome in ("emergency", "crisis"):
-            facts.red_flags = sorted(set(facts.red_flags) | set(screening.rules))
-        return facts
 
     # -- deciding -------------------------------------------------------------------------------
     def assess(self, facts: Facts) -> Assessment:
         if facts.red_flags:
             rules = [r for r in self.redflags.rules if r.id in facts.red_flags]
             return Assessment(
-                "emergency",
+                TriageLevel.EMERGENCY,
                 facts.complaints[0] if facts.complaints else None,
-                [r.reason for r in rules] or ["Your message describes an emergency warning sign."],
+                [r.reason for r in rules] or [msg("triage.reason.red_flag")],
                 list(facts.red_flags),
                 _unique([r.source for r in rules]),
                 red_flags=True,
             )
         if not facts.complaints:
             generic = self.common["unmatched"]
-            return Assessment(generic["level"], None, [generic["reason"]], ["unmatched"], [])
+            return Assessment(TriageLevel(generic["level"]), None, [generic["reason"]], ["unmatched"], [])
         # Every matched complaint is assessed; the highest level wins. A protocol that matched
         # only in passing and fell through to a routine or self-care default ("not sure, have it
         # checked") does not outrank a protocol whose own rule recognised the problem.
         results = [self._assess_protocol(self.protocols[pid], facts) for pid in facts.complaints]
-        decided = [a for a, by_default in results if not by_default or RANK[a.level] >= RANK["urgent"]]
+        decided = [a for a, by_default in results if not by_default or RANK[a.level] >= RANK[TriageLevel.URGENT]]
         best: Assessment | None = None
         for result in decided or [a for a, _ in results]:
             if best is None or RANK[result.level] > RANK[best.level]:
@@ -497,16 +520,16 @@ class TriageEngine:
         result = known
         if facts.unsure:
             pushed = _first(protocol, facts, unsure_as_present=True)
-            pushed_level = pushed.level if pushed.level != "emergency" else "urgent"
+            pushed_level = pushed.level if pushed.level != TriageLevel.EMERGENCY else TriageLevel.URGENT
             if RANK[pushed_level] > RANK[known.level]:
                 labels = [protocol.findings[f].label for f in sorted(facts.unsure) if f in protocol.findings]
                 reason = (
-                    "You weren't sure about " + ", ".join(labels) + ", so to be safe a clinician should check today."
+                    msg("triage.reason.unsure_findings", findings=", ".join(labels))
                     if labels
-                    else "Some answers were unsure, so to be safe a clinician should check."
+                    else msg("triage.reason.unsure")
                 )
                 result = ProtocolRule(pushed_level, reason, pushed.source, pushed.when)
-        red = any(k in result.when for k in ("any", "all")) and result.level in ("urgent", "emergency")
+        red = any(k in result.when for k in ("any", "all")) and RANK[result.level] >= RANK[TriageLevel.URGENT]
         return Assessment(
             result.level,
             protocol.id,
@@ -514,7 +537,7 @@ class TriageEngine:
             [f"{protocol.id}:{result.level}"],
             [result.source],
             red_flags=red,
-            self_care=protocol.self_care if result.level == "self_care" else None,
+            self_care=protocol.self_care if result.level == TriageLevel.SELF_CARE else None,
         ), result is protocol.default
 
     # -- the form -------------------------------------------------------------------------------
@@ -523,7 +546,7 @@ class TriageEngine:
         if facts.red_flags or not facts.complaints:
             return None
         protocol = self.protocols[facts.complaints[0]]
-        if self.assess(facts).level == "emergency":
+        if self.assess(facts).level == TriageLevel.EMERGENCY:
             return None
         for q in protocol.questions:
             if self._answered(q, facts, protocol):
@@ -631,14 +654,7 @@ QUESTION_KINDS = {"yes_no", "who", "age", "duration", "severity", "conditions", 
 def _load_protocol(path: Path, lexicon: Lexicon, common: dict[str, Any]) -> Protocol:
     data = yaml.safe_load(path.read_text())
     pid = data.get("id") or path.stem
-    sources = {}
-    for key, raw in (data.get("sources") or {}).items():
-        try:
-            sources[key] = Source(str(raw["organisation"]), str(raw["title"]), str(raw["url"]))
-        except (KeyError, TypeError) as exc:
-            raise RuleFileError(f"{path.name}: source {key} needs organisation, title and url") from exc
-    if not sources:
-        raise RuleFileError(f"{path.name}: a protocol needs at least one source")
+    sources = _protocol_sources(path, data)
 
     def compile_all(items, where):
         try:
@@ -656,25 +672,64 @@ def _load_protocol(path: Path, lexicon: Lexicon, common: dict[str, Any]) -> Prot
             str(raw.get("label", name)),
             compile_all(raw.get("unless"), f"finding {name} unless"),
         )
+    rules = tuple(
+        _protocol_rule(path, r, f"rule {i + 1}", sources, findings) for i, r in enumerate(data.get("rules") or [])
+    )
+    questions = _protocol_questions(path, data, common, findings)
+    self_care = dict(data.get("self_care") or {})
+    if self_care.get("source") and self_care["source"] in sources:
+        self_care["source"] = sources[self_care["source"]]
+    return Protocol(
+        pid,
+        str(data.get("title", pid)),
+        compile_all(data.get("complaint"), "complaint"),
+        findings,
+        questions,
+        rules,
+        _protocol_rule(path, data.get("default") or {}, "default", sources, findings),
+        self_care,
+        sources,
+        int(data.get("priority", 50)),
+        compile_all(data.get("complaint_unless"), "complaint_unless"),
+        bool(data.get("when_pregnant", False)),
+    )
 
-    def rule(raw: dict[str, Any], where: str) -> ProtocolRule:
-        level = raw.get("level")
-        if level not in LEVELS:
-            raise RuleFileError(f"{path.name}: {where}: level must be one of {LEVELS}")
-        if raw.get("source") not in sources:
-            raise RuleFileError(f"{path.name}: {where}: source must be one of this file's sources")
-        when = {k: v for k, v in raw.items() if k not in ("level", "reason", "source")}
-        unknown = set(when) - CONDITION_KEYS
-        if unknown:
-            raise RuleFileError(f"{path.name}: {where}: unknown conditions {sorted(unknown)}")
-        for f in as_list(when.get("any")) + as_list(when.get("all")) + as_list(when.get("none")):
-            if f not in findings:
-                raise RuleFileError(f"{path.name}: {where}: unknown finding {f}")
-        if not raw.get("reason"):
-            raise RuleFileError(f"{path.name}: {where}: needs a reason")
-        return ProtocolRule(level, str(raw["reason"]).strip(), sources[raw["source"]], when)
 
-    rules = tuple(rule(r, f"rule {i + 1}") for i, r in enumerate(data.get("rules") or []))
+def _protocol_sources(path: Path, data: dict[str, Any]) -> dict[str, Source]:
+    sources = {}
+    for key, raw in (data.get("sources") or {}).items():
+        try:
+            sources[key] = Source(str(raw["organisation"]), str(raw["title"]), str(raw["url"]))
+        except (KeyError, TypeError) as exc:
+            raise RuleFileError(f"{path.name}: source {key} needs organisation, title and url") from exc
+    if not sources:
+        raise RuleFileError(f"{path.name}: a protocol needs at least one source")
+    return sources
+
+
+def _protocol_rule(
+    path: Path, raw: dict[str, Any], where: str, sources: dict[str, Source], findings: dict[str, Finding]
+) -> ProtocolRule:
+    level = raw.get("level")
+    if level not in LEVELS:
+        raise RuleFileError(f"{path.name}: {where}: level must be one of {LEVELS}")
+    if raw.get("source") not in sources:
+        raise RuleFileError(f"{path.name}: {where}: source must be one of this file's sources")
+    when = {k: v for k, v in raw.items() if k not in ("level", "reason", "source")}
+    unknown = set(when) - CONDITION_KEYS
+    if unknown:
+        raise RuleFileError(f"{path.name}: {where}: unknown conditions {sorted(unknown)}")
+    for f in as_list(when.get("any")) + as_list(when.get("all")) + as_list(when.get("none")):
+        if f not in findings:
+            raise RuleFileError(f"{path.name}: {where}: unknown finding {f}")
+    if not raw.get("reason"):
+        raise RuleFileError(f"{path.name}: {where}: needs a reason")
+    return ProtocolRule(TriageLevel(level), str(raw["reason"]).strip(), sources[raw["source"]], when)
+
+
+def _protocol_questions(
+    path: Path, data: dict[str, Any], common: dict[str, Any], findings: dict[str, Finding]
+) -> tuple[Question, ...]:
     questions = []
     for raw in data.get("questions") or []:
         kind = raw.get("kind", "yes_no")
@@ -684,23 +739,17 @@ def _load_protocol(path: Path, lexicon: Lexicon, common: dict[str, Any]) -> Prot
         if kind == "yes_no" and raw.get("finding") not in findings:
             raise RuleFileError(f"{path.name}: question {raw.get('id')}: finding must be one of this file's findings")
         questions.append(Question(str(raw.get("id", kind)), str(ask).strip(), kind, raw.get("finding")))
-    self_care = dict(data.get("self_care") or {})
-    if self_care.get("source") and self_care["source"] in sources:
-        self_care["source"] = sources[self_care["source"]]
-    return Protocol(
-        pid,
-        str(data.get("title", pid)),
-        compile_all(data.get("complaint"), "complaint"),
-        findings,
-        tuple(questions),
-        rules,
-        rule(data.get("default") or {}, "default"),
-        self_care,
-        sources,
-        int(data.get("priority", 50)),
-        compile_all(data.get("complaint_unless"), "complaint_unless"),
-        bool(data.get("when_pregnant", False)),
-    )
+    return tuple(questions)
+
+
+def _with_texts(common: dict[str, Any]) -> dict[str, Any]:
+    """common.yml names its texts by id (`message:`); the catalogue gives them in the configured language."""
+    try:
+        questions = {kind: msg(q["message"]) for kind, q in (common.get("questions") or {}).items()}
+        unmatched = dict(common["unmatched"], reason=msg(common["unmatched"]["message"]))
+    except (MessageError, KeyError, TypeError) as exc:
+        raise RuleFileError(f"common.yml: a question or the unmatched reason: {exc}") from exc
+    return {**common, "questions": questions, "unmatched": unmatched}
 
 
 def _findings(raw_findings: dict[str, Any], lexicon: Lexicon, where: str) -> dict[str, Finding]:

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from careline.contracts import ScreenOutcome
+from knowledge.messages import MessageError, msg
 from knowledge.triage.textmatch import (
     RULES_DIR,
     Clause,
@@ -36,7 +38,16 @@ from knowledge.triage.textmatch import (
     sentences,
 )
 
-KINDS = ("emergency", "crisis")
+# A rule's kind is the outcome it escalates to.
+KINDS = (ScreenOutcome.EMERGENCY.value, ScreenOutcome.CRISIS.value)
+
+# The screen's messages that belong to no category (knowledge/messages/en.yml): an information
+# question about an emergency, a screen that could not decide, 988 added to an emergency.
+NOTICES = {
+    "advise": {"web": "safety.advise.web", "sms": "safety.advise.sms"},
+    "fail_closed": {"web": "safety.fail_closed.web", "sms": "safety.fail_closed.sms"},
+    "crisis_too": {"web": "safety.crisis_too.web", "sms": "safety.crisis_too.sms"},
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,7 @@ class Hit:
 class Screening:
     """What the screen decided about one message."""
 
-    outcome: str | None  # "emergency", "crisis", "advise" or None
+    outcome: ScreenOutcome | None  # never SCREEN_ERROR here
     hits: list[Hit] = field(default_factory=list)
     category: Category | None = None
 
@@ -120,7 +131,7 @@ class RedFlagRules:
     @classmethod
     def load(cls, directory: Path = RULES_DIR) -> RedFlagRules:
         lexicon = load_lexicon(directory / "lexicon.yml")
-        notices = yaml.safe_load((directory / "messages.yml").read_text())
+        notices = {kind: {channel: msg(i) for channel, i in ids.items()} for kind, ids in NOTICES.items()}
         categories, rules = [], []
         ids: set[str] = set()
         for path in sorted((directory / "safety").glob("*.yml")):
@@ -160,14 +171,14 @@ class RedFlagRules:
         hits = self.scan(text)
         real = [h for h in hits if not h.informational]
         if real:
-            emergencies = [h for h in real if h.rule.kind == "emergency"]
+            emergencies = [h for h in real if h.rule.kind == ScreenOutcome.EMERGENCY]
             top = min(emergencies or real, key=lambda h: self.categories[h.rule.category].priority)
-            outcome = "emergency" if emergencies else "crisis"
+            outcome = ScreenOutcome.EMERGENCY if emergencies else ScreenOutcome.CRISIS
             return Screening(outcome, real, self.categories[top.rule.category])
         if hits:
-            return Screening("advise", hits, self.categories[hits[0].rule.category])
+            return Screening(ScreenOutcome.ADVISE, hits, self.categories[hits[0].rule.category])
         topic = self.asked_about(text)
-        return Screening("advise", [], topic) if topic else Screening(None)
+        return Screening(ScreenOutcome.ADVISE, [], topic) if topic else Screening(None)
 
     def asked_about(self, text: str) -> Category | None:
         """The category an information question is about ("what does 988 do?"), if any."""
@@ -183,13 +194,13 @@ class RedFlagRules:
     def message(self, screening: Screening, channel: str) -> str:
         """The emergency, crisis or advisory message for a channel ("web" or "sms")."""
         channel = "sms" if channel == "sms" else "web"
-        if screening.outcome == "advise":
+        if screening.outcome == ScreenOutcome.ADVISE:
             return self.notices["advise"][channel]
         if screening.category is None:
             return self.notices["fail_closed"][channel]
         message = screening.category.messages[channel]
-        crisis_too = any(h.rule.kind == "crisis" for h in screening.hits)
-        if screening.outcome == "emergency" and crisis_too and "988" not in message:
+        crisis_too = any(h.rule.kind == ScreenOutcome.CRISIS for h in screening.hits)
+        if screening.outcome == ScreenOutcome.EMERGENCY and crisis_too and "988" not in message:
             message += " " + self.notices["crisis_too"][channel]
         return message
 
@@ -233,6 +244,16 @@ def _source(raw: Any, path: Path) -> Source:
         raise RuleFileError(f"{path.name}: a source needs organisation, title and url") from exc
 
 
+def _messages(ids: Any, path: Path) -> dict[str, str]:
+    """A category's web and sms texts, from the ids its file names (knowledge/messages/<language>.yml)."""
+    if not isinstance(ids, dict) or not {"web", "sms"} <= set(ids):
+        raise RuleFileError(f"{path.name}: message needs the ids of its web and sms texts")
+    try:
+        return {channel: msg(str(i)) for channel, i in ids.items()}
+    except MessageError as exc:
+        raise RuleFileError(f"{path.name}: message: {exc}") from exc
+
+
 def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
     data = yaml.safe_load(path.read_text())
     name = data.get("category") or path.stem
@@ -240,9 +261,7 @@ def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
     if kind not in KINDS:
         raise RuleFileError(f"{path.name}: kind must be one of {KINDS}")
     sources = {key: _source(value, path) for key, value in (data.get("sources") or {}).items()}
-    messages = data.get("message") or {}
-    if not {"web", "sms"} <= set(messages):
-        raise RuleFileError(f"{path.name}: message needs web and sms texts")
+    messages = _messages(data.get("message"), path)
     try:
         topics = tuple(lexicon.compile(t) for t in as_list(data.get("topics")))
     except Exception as exc:
@@ -251,7 +270,7 @@ def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
         name,
         kind,
         int(data.get("priority", 50)),
-        {k: str(v).strip() for k, v in messages.items()},
+        messages,
         sources,
         path.name,
         topics,

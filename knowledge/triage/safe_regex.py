@@ -19,7 +19,7 @@ was worst: a gap can end at any of its 60 positions, after any comma.
 A body that needs any other lookaround (an exception window such as "(?![a-z ,]{0,30}(but|...))")
 falls back to `re`, but only after `ambiguity()` finds no nested or ambiguous repetition in it;
 `worst_case()` measures any pattern on adversarial inputs built from its own pieces, and
-tests/unit/test_pattern_safety.py runs it on every pattern.
+tests/unit/knowledge/triage/test_safe_regex.py runs it on every pattern.
 
 Texts are single lines of lower-case text (normalise() guarantees both); a newline is read as
 a space.

@@ -63,7 +63,7 @@ _EMOJI = {
 }
 _EMOJI_RE = re.compile("|".join(map(re.escape, _EMOJI)))
 # Rewrites of the raw text before it is cut into tokens. These run on `re`, on any text: each
-# reads its input one way only (tests/unit/test_pattern_safety.py measures them).
+# reads its input one way only (tests/unit/knowledge/triage/test_safe_regex.py measures them).
 _SEX_SHORTHAND = re.compile(r"\b(\d{1,3})\s?([MF])\b")
 _PLUS = re.compile(r"(?<![a-z0-9])\+\s?(?=[a-z])")
 _AGES = (

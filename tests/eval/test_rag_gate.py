@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from careline.kb import evaluate_rag, read_rag_cases
+from channels.paging import page_chars
 from knowledge.answers.answer import decide, render
 from knowledge.answers.vectorstore import make_retriever
 
@@ -84,7 +85,7 @@ def test_every_answer_carries_a_citation_to_a_real_entry():
         hit = d.cited[0]
         assert real_entry(hit.citation_id), hit.citation_id
         for channel in ("web", "sms"):
-            rendered = render(hit, channel)
+            rendered = render(hit, channel, page_chars() if channel == "sms" else None)  # SMS: every page
             for message in [rendered.first, *rendered.rest]:
                 assert "Source: " in message and hit.metadata["url"] in message, (case["id"], channel)
     assert answered >= 150

@@ -8,7 +8,9 @@ import time
 import pytest
 
 import actions.knowledge as kb
+from careline.contracts import PAGE_BREAK
 from careline.standins.openai_chat import LLMStandin
+from channels.paging import first_page, page_chars
 from knowledge.answers.answer import render
 from knowledge.answers.retrieval import Hit
 
@@ -116,11 +118,14 @@ def test_grounded_generation_is_used_with_the_extractive_citation(llm, retrieve,
 
 
 def test_sms_generation_keeps_the_short_citation_and_fits(llm, retrieve):
-    messages, events = kb.answer_events(QUESTION, "sms", None)
-    expected = extractive_first("sms")
-    assert messages[0]["text"].split("\n")[-1] == expected.split("\n")[-1]  # citation + "Reply MORE"
-    assert len(messages[0]["text"]) <= 320 and messages[0]["text"] != expected
-    more = {e["name"]: e["value"] for e in events}["kb_more"]
+    messages, events = kb.answer_events(QUESTION, "sms", None, page_chars())
+    first, *more = messages[0]["text"].split(PAGE_BREAK)  # the pages, for the gateway to send a turn at a time
+    expected = render(gout_hit(), "sms", page_chars()).first
+    assert first.split("\n")[-1] == expected.split("\n")[-1]  # the short citation
+    assert len(first) <= page_chars() and first != expected
+    sent, _ = first_page(messages[0]["text"])  # what the patient gets first
+    assert len(sent) <= 320 and sent.endswith("Reply MORE for more.")
+    assert {e["name"]: e["value"] for e in events}["kb_more"] is None  # "tell me more" is the web's
     assert more and all(m.split("\n")[-1].startswith("Source: MedlinePlus,") for m in more)
 
 

@@ -204,6 +204,16 @@ def test_replies_are_plain_gsm7_and_each_part_fits_a_segment(twilio, stack, numb
         assert "**" not in body and "<" not in body
 
 
+def test_a_long_answer_comes_a_page_a_turn_each_with_its_source(twilio, stack, number):
+    turns = [converse(twilio, stack, number, "what is sickle cell disease")]
+    while " ".join(turns[-1]).endswith("Reply MORE for more.") and len(turns) < 6:
+        turns.append(converse(twilio, stack, number, "MORE"))
+    assert len(turns) > 1
+    for parts in turns:
+        assert sum(len(p) for p in parts) <= 320 and "Source: " in " ".join(parts)
+    assert len({" ".join(parts) for parts in turns}) == len(turns)  # every MORE brings a new page
+
+
 def test_crisis_message_over_sms(twilio, stack, number):
     body = " ".join(converse(twilio, stack, number, "i dont want to wake up tomorrow"))
     assert "988" in body

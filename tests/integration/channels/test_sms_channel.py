@@ -9,9 +9,11 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 
+from careline.contracts import PAGE_BREAK
 from careline.standins.twilio_api import TwilioStandIn
 from channels.consent import SmsRecords
 from channels.db import make_engine
+from channels.messages import OutboundMessage
 from channels.pipeline import Gateway
 from channels.rasa_client import RasaClient
 from channels.sms import SmsChannel, SmsTexts, public_url
@@ -127,6 +129,32 @@ async def test_a_long_answer_arrives_in_segment_sized_parts_and_more_continues(c
     assert "https://www.cdc.gov/sickle-cell/about/index.html" in text
     assert "bone marrow transplant" in text
     assert first
+
+
+async def test_a_paged_answer_goes_out_a_page_a_turn_each_with_its_citation(channel):
+    ch, standin = channel
+    number = "+15550002222"
+    key = ch.gateway.key_for("sms", number)
+    cite = 'Source: CDC, "What is Sickle Cell Disease?" https://www.cdc.gov/sickle-cell/about/index.html'
+    sentences = LONG.split(". Source:")[0].split(". ")
+    paged = PAGE_BREAK.join(f"{s.removesuffix('.')}.\n{cite}" for s in sentences)  # pages as the action sizes them
+    caution = OutboundMessage("If this is happening now, call 911.")
+    await ch._send_replies(key, {"sid": "SM" + "b" * 32, "from": number}, [OutboundMessage(paged), caution])
+    standin.wait_for(1, to=number)
+    turns = [[m.body for m in standin.messages(to=number)]]
+    assert "call 911" in " ".join(turns[0])  # a notice goes out with the first page, not after the last
+    for n in range(2, 12):
+        if not turns[-1][-1].endswith("Reply MORE for more."):
+            break
+        seen = len(standin.messages(to=number))
+        await ch._turn(key, {"sid": f"SM{n:032d}", "from": number, "body": "MORE", "kind": "text"})
+        turns.append([m.body for m in standin.messages(to=number)][seen:])
+    assert len(turns) == paged.count(PAGE_BREAK) + 1
+    for parts in turns:
+        assert sum(len(p) for p in parts) <= 320 and all(segments(p) == ("GSM-7", 1) for p in parts)
+        assert "https://www.cdc.gov/sickle-cell/about/index.html" in " ".join(parts)
+    assert "bone marrow transplant" in " ".join(" ".join(parts) for parts in turns)
+    assert not turns[-1][-1].endswith("Reply MORE for more.")
 
 
 def test_twiml_is_empty_or_escaped_messages_that_parse():

@@ -1,3 +1,4 @@
+from careline.contracts import Handoff, HandoffReason
 from channels.messages import Button
 from channels.rasa_client import parse_rest_output
 
@@ -13,7 +14,7 @@ def test_text_buttons_and_controls():
     )
     assert [m.text for m in reply.messages] == ["Hi"]
     assert reply.messages[0].buttons == (Button("Yes", "/affirm"),)
-    assert reply.controls == [{"handoff": {"reason": "request_human"}}]
+    assert reply.controls == [Handoff(HandoffReason.REQUEST_HUMAN)]
 
 
 def test_empty_output():

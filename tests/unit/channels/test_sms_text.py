@@ -1,15 +1,17 @@
 import pytest
 
+from careline.contracts import PAGE_BREAK
 from channels.messages import Button
 from channels.sms_text import (
     GSM7_BASIC,
     GSM7_EXTENSION,
-    MORE_PROMPT,
+    MAX_SEND,
     asks_to_stop_texting,
     for_sms,
     is_gsm7,
     keyword_kind,
     map_numbered_reply,
+    more_prompt,
     normalise_keyword,
     numbered_options,
     plain_text,
@@ -19,6 +21,8 @@ from channels.sms_text import (
     to_gsm7,
     undo_carrier_quirks,
 )
+
+MORE_PROMPT = more_prompt()  # "Reply MORE for more." in English
 
 URL = "https://www.nhs.uk/conditions/high-temperature-fever-in-adults/"
 
@@ -538,3 +542,38 @@ def test_keyword_kind_matches_the_whole_message_only(body, expected):
 )
 def test_asks_to_stop_texting(body, expected):
     assert asks_to_stop_texting(body) is expected
+
+
+# --- split_for_sms and the page break between an SMS answer's pages (channels/paging.py) ------------
+
+GOUT_CITE = 'Source: MedlinePlus, "Gout" https://medlineplus.gov/gout.html'
+PAGE_CHARS = MAX_SEND - len("\n" + MORE_PROMPT)  # what channels/paging.py lets a page hold
+
+
+def test_a_page_break_ends_the_parts_with_the_prompt():
+    assert split_for_sms("Page one.\fPage two.\fPage three.") == (
+        [f"Page one.\n{MORE_PROMPT}"],
+        "Page two.\fPage three.",
+    )
+    assert split_for_sms("Page three.") == (["Page three."], None)
+    assert split_for_sms("\f\fPage one.\f\fPage two.") == ([f"Page one.\n{MORE_PROMPT}"], "Page two.")
+    assert split_for_sms("Last page.\f  ") == (["Last page."], None)
+
+
+def test_a_full_page_goes_out_whole_with_the_prompt_as_a_text_of_its_own_if_need_be():
+    # the last part is too long to take the prompt too: the page is not cut, the prompt follows it
+    page = "Gout " * 27 + "ends here.\n" + "and more words " * 5 + "then the end\n" + GOUT_CITE
+    assert len(page) <= PAGE_CHARS
+    parts, rest = split_for_sms(f"{page}\fnext")
+    assert rest == "next" and parts[-1] == MORE_PROMPT
+    assert " ".join(parts[:-1]).split() == page.split()
+
+
+def test_a_page_longer_than_a_turn_goes_on_in_the_rest_before_the_next_page():
+    long_page = "Fevers are common. " * 30
+    parts, rest = split_for_sms(f"{long_page}\fPage two.")
+    assert sum(len(p) for p in parts) <= MAX_SEND and parts[-1].endswith(MORE_PROMPT)
+    left, _, after = rest.partition(PAGE_BREAK)
+    assert after == "Page two." and left.startswith("Fevers are common.")
+    sent = " ".join(p.removesuffix("\n" + MORE_PROMPT) for p in parts)
+    assert (sent + " " + left).split() == long_page.split()

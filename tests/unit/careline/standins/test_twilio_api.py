@@ -432,3 +432,16 @@ def test_runs_as_a_script():
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+def test_gateway_env_points_the_gateway_at_the_stand_in(standin, monkeypatch):
+    from careline.settings import Settings
+
+    for name, value in standin.gateway_env("http://127.0.0.1:8123").items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(conversation_secret="a" * 64, _env_file=None)
+    assert settings.sms_enabled
+    assert (settings.twilio_account_sid, settings.twilio_auth_token) == (standin.account_sid, standin.auth_token)
+    assert settings.twilio_phone_number == standin.phone_number
+    assert settings.twilio_api_base_url == standin.base_url
+    assert settings.public_base_url == "http://127.0.0.1:8123"

@@ -1,6 +1,9 @@
 import pytest
 
-from knowledge.answers.answer import SMS_FIRST_LIMIT, decide, render, sentences, take
+from careline.contracts import PAGE_BREAK
+from channels.paging import first_page, page_chars
+from channels.sms_text import MAX_SEND
+from knowledge.answers.answer import decide, render, sentences, take
 from knowledge.answers.retrieval import Hit, query_qtypes
 
 LONG = " ".join(f"Sentence number {i} explains one more thing about gout and its care." for i in range(40))
@@ -20,14 +23,34 @@ def hit(text=LONG, score=0.9):
     )
 
 
-def test_sms_first_reply_fits_and_continues_with_more():
-    r = render(hit(), "sms")
-    assert len(r.first) <= SMS_FIRST_LIMIT
-    assert "Reply MORE" in r.first and "medlineplus.gov/gout.html" in r.first
-    assert r.rest and all(len(m) <= 320 and "Source: MedlinePlus" in m for m in r.rest)
-    assert "Reply MORE" not in r.rest[-1]
-    shown = " ".join([r.first] + r.rest)
+def test_sms_pages_fit_the_gateways_page_and_each_ends_with_the_citation():
+    r = render(hit(), "sms", page_chars())
+    pages = [r.first, *r.rest]
+    assert len(pages) > 2 and all(len(p) <= page_chars() for p in pages)
+    assert all(p.endswith('Source: MedlinePlus, "Gout" https://medlineplus.gov/gout.html') for p in pages)
+    assert not any("MORE" in p or PAGE_BREAK in p for p in pages)  # the gateway's to add
+    shown = " ".join(pages)
     assert "Sentence number 0 " in shown and "Sentence number 39 " in shown
+
+
+def test_sms_first_reply_fits_and_continues_with_more():
+    # what the patient gets: the action's pages, paged by the gateway (channels/paging.py)
+    r = render(hit(), "sms", page_chars())
+    first, rest = first_page(PAGE_BREAK.join([r.first, *r.rest]))
+    assert len(first) <= MAX_SEND
+    assert "Reply MORE" in first and "medlineplus.gov/gout.html" in first
+    shown = [first]
+    while rest:
+        page, rest = first_page(rest)
+        assert len(page) <= MAX_SEND and "Source: MedlinePlus" in page
+        assert ("Reply MORE" in page) == bool(rest)
+        shown.append(page)
+    assert "Sentence number 0 " in " ".join(shown) and "Sentence number 39 " in " ".join(shown)
+
+
+def test_sms_without_a_page_size_is_one_page():
+    r = render(hit(), "sms")
+    assert r.rest == [] and "Sentence number 39 " in r.first and r.first.endswith("gout.html")
 
 
 def test_web_short_answer_with_expandable_rest_both_cited():
@@ -37,8 +60,9 @@ def test_web_short_answer_with_expandable_rest_both_cited():
 
 
 def test_short_answer_has_no_more():
-    r = render(hit("Gout is a kind of arthritis."), "sms")
+    r = render(hit("Gout is a kind of arthritis."), "sms", page_chars())
     assert r.rest == [] and "MORE" not in r.first and "Source:" in r.first
+    assert first_page(r.first) == (r.first, None)
 
 
 def test_decide_abstains_below_threshold():

@@ -9,9 +9,12 @@ import time
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
+from careline.contracts import PAGE_BREAK
 from careline.settings import LLMSettings
+from channels.paging import first_page, page_chars
+from channels.sms_text import MAX_SEND
 from knowledge.answers import generation
-from knowledge.answers.answer import SMS_FIRST_LIMIT, render
+from knowledge.answers.answer import render
 from knowledge.answers.generation import (
     Generator,
     body_limit,
@@ -237,9 +240,9 @@ class Slow(FakeListChatModel):
 @pytest.mark.parametrize("channel", ["web", "sms"])
 def test_generated_text_keeps_the_extractive_citation(channel):
     h = hit(LONG)
-    extractive = render(h, channel)
+    extractive = render(h, channel, page_chars())
     gen = Generator(FakeListChatModel(responses=["Gout is a painful form of arthritis caused by uric acid."]), 2)
-    rendered, reason = compose(gen, "what is gout", h, channel, extractive)
+    rendered, reason = compose(gen, "what is gout", h, channel, extractive, page_chars())
     assert reason == "generated"
     assert rendered.first.startswith("Gout is a painful form of arthritis caused by uric acid.")
     cite = extractive.first.split("\n")[-1]
@@ -247,7 +250,8 @@ def test_generated_text_keeps_the_extractive_citation(channel):
     assert bool(rendered.rest) == bool(extractive.rest)
     assert all(m.split("\n")[-1] == (extractive.rest[-1].split("\n")[-1]) for m in rendered.rest[-1:])
     if channel == "sms":
-        assert len(rendered.first) <= SMS_FIRST_LIMIT and all(len(m) <= 320 for m in rendered.rest)
+        assert len(rendered.first) <= page_chars() and all(len(m) <= page_chars() for m in rendered.rest)
+        assert len(first_page(PAGE_BREAK.join([rendered.first, *rendered.rest]))[0]) <= MAX_SEND
         assert "Sentence number 29 " in " ".join(rendered.rest)
 
 
@@ -277,6 +281,8 @@ def test_no_generator_means_extractive():
 
 def test_sms_body_limit_leaves_room_for_citation_and_more():
     h = hit(LONG)
-    body = "x" * body_limit(h, "sms")
-    rendered = render_generated(h, "sms", body, render(h, "sms"))
-    assert len(rendered.first) <= SMS_FIRST_LIMIT and rendered.first.endswith("Reply MORE for more.")
+    body = "x" * body_limit(h, "sms", page_chars())
+    rendered = render_generated(h, "sms", body, render(h, "sms", page_chars()), page_chars())
+    assert len(rendered.first) <= page_chars() and rendered.first.startswith(body)
+    first, _ = first_page(PAGE_BREAK.join([rendered.first, *rendered.rest]))  # as the gateway sends it
+    assert len(first) <= MAX_SEND and first.endswith("Reply MORE for more.")

@@ -72,7 +72,7 @@ def test_a_rule_file_with_such_a_pattern_does_not_load(tmp_path):
 category: cardiac
 kind: emergency
 sources: {{s: {{organisation: o, title: t, url: "https://example.org"}}}}
-message: {{web: "Call 911.", sms: "Call 911."}}
+message: {{web: safety.cardiac.web, sms: safety.cardiac.sms}}
 rules:
   - id: cardiac.high_potassium
     source: s
