@@ -8,7 +8,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.dialogue import handoff_summary, last_bot_utterance
-from careline.contracts import Close, CloseReason, Handoff, HandoffReason, Priority
+from careline.contracts import Close, CloseReason, Handoff, HandoffReason, NextPage, Priority
 
 # Bot messages after which "yes" means "yes, connect me to a person".
 OFFERS_OF_A_PERSON = {"utter_offer_human"}
@@ -27,6 +27,11 @@ def send_handoff(
 def send_close(dispatcher: CollectingDispatcher, reason: CloseReason) -> None:
     """Ask the gateway to close the conversation until the patient writes again."""
     dispatcher.utter_message(json_message=Close(reason).to_payload())
+
+
+def send_next_page(dispatcher: CollectingDispatcher) -> None:
+    """Ask the gateway for the next kept page of a paged SMS reply (it owns SMS pagination)."""
+    dispatcher.utter_message(json_message=NextPage().to_payload())
 
 
 def request_human(dispatcher: CollectingDispatcher, events: list[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.blocking import built_once, in_thread
+from actions.handoff import send_next_page
 from careline.contracts import PAGE_BREAK, PAGE_CHARS_KEY
 from knowledge.answers.boundaries import boundary  # "diagnosis", "dosing" or None (boundaries.yml)
 from knowledge.messages import msg
@@ -127,6 +128,8 @@ class ActionAnswerMore(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
         rest = tracker.get_slot("kb_more") or []
         if not rest:
+            if channel_of(tracker) == "sms":  # SMS pages are the gateway's: it sends the next one if it kept any
+                send_next_page(dispatcher)
             dispatcher.utter_message(response="utter_kb_no_more")
             return []
         message: dict[str, Any] = {"text": rest[0]}

@@ -91,7 +91,17 @@ class Close:
         return {NAMESPACE: {"close": self.reason.value}}
 
 
-Control = Handoff | Close
+@dataclass(frozen=True)
+class NextPage:
+    """The patient asked for the rest of a paged SMS reply in words the gateway's MORE keyword does
+    not cover ("what else?"): the gateway sends the next kept page instead of this turn's reply (the
+    action's own reply, sent with this, stands when no page is kept)."""
+
+    def to_payload(self) -> dict[str, Any]:
+        return {NAMESPACE: {"next_page": True}}
+
+
+Control = Handoff | Close | NextPage
 
 
 def _member(kind: type[StrEnum], value: Any, default: StrEnum, what: str) -> Any:
@@ -126,9 +136,11 @@ def parse_control(custom: Any) -> Control | None:
     if not isinstance(custom, dict) or not isinstance(custom.get(NAMESPACE), dict):
         return None  # not ours: Rasa may carry other custom payloads
     control = custom[NAMESPACE]
-    if control.get("handoff"):
+    if control.get("handoff") is not None:  # even an empty hand-off hands off (fail closed)
         return _parse_handoff(control["handoff"])
     if control.get("close"):
         return Close(_member(CloseReason, control["close"], CloseReason.UNSPECIFIED, "close reason"))
+    if control.get("next_page") is True:
+        return NextPage()
     log.warning("control payload ignored: unknown shape keys=%s", sorted(str(k)[:40] for k in control)[:5])
     return None

@@ -185,7 +185,7 @@ class Stack:
                 "TF_CPP_MIN_LOG_LEVEL": "2",
                 "PYTHONUNBUFFERED": "1",
                 "CARELINE_ROOT": str(self.root),
-                "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{self.var / 'channels.db'}",
+                "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{self.var / 'careline.db'}",
             }
         )
         env.update(self.extra_env)

@@ -92,6 +92,7 @@ async def start_services(settings: Settings, screen: SafetyScreen | None, cleanu
     if screen is None:
         screen = await start_isolated_screen(settings, cleanup)
     cipher = Cipher(settings.data_encryption_key)
+    pager = Pager(redis, cipher, settings.redis_key_prefix)
     gateway = Gateway(
         store,
         rasa,
@@ -100,11 +101,11 @@ async def start_services(settings: Settings, screen: SafetyScreen | None, cleanu
         settings.max_message_chars,
         audit=SafetyAudit(engine),
         cipher=cipher,
+        pager=pager,
     )
     start_retention_sweep(settings, redis, engine, cipher, cleanup)
     sms_channel = await start_sms(settings, redis, gateway, engine, cleanup) if settings.sms_enabled else None
     readiness = Readiness(redis, rasa, http, settings.action_server_url, screen, sms_channel)
-    pager = Pager(redis, cipher, settings.redis_key_prefix)
     return deps.Services(gateway, store, limits, readiness, sms_channel, pager)
 
 

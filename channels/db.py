@@ -88,7 +88,7 @@ KEPT_RECORDS: dict[Table, str] = {
 def default_database_url(root: Path | None = None) -> str:
     root = Path(root or os.environ.get("CARELINE_ROOT") or Path.cwd())
     (root / "var").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'var' / 'channels.db'}"
+    return f"sqlite:///{root / 'var' / 'careline.db'}"
 
 
 def make_engine(url: str | None = None) -> Engine:

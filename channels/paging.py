@@ -12,7 +12,6 @@ for a client that asks for `render: "sms"`, returns a page as one message.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -27,16 +26,10 @@ from channels.store import Owner
 
 log = logging.getLogger(__name__)
 
-# "MORE" as the prompt says, and the ways people ask for the rest when pages are kept ("tell me more",
-# "more please", "next", "go on"). Read only while a paged reply has pages left; otherwise the message
-# is an ordinary one and the assistant's NLU reads it.
-_MORE = re.compile(
-    r"(?:(?:please|pls|ok|okay|yes|can you|could you)\s+)?"
-    r"(?:(?:tell|show|send|give) me\s+|read\s+)?"
-    r"(?:more|the rest|next|continue|go on|keep going)"
-    r"(?:\s+(?:please|pls|info|information|of it|of that))?[\s.!?]*",
-    re.IGNORECASE,
-)
+# The prompt's own word, answered here without a turn of the assistant. Other ways of asking for
+# the rest ("what else?", "tell me more") are the assistant's to read: its NLU has the ask_more intent,
+# and its action answers with a NextPage control (careline.contracts) that the gateway serves.
+MORE_KEYWORDS = frozenset({"MORE", "MORE.", "MORE!"})
 REST_TTL = 24 * 3600
 
 
@@ -51,7 +44,7 @@ def sms_metadata() -> dict[str, Any]:
 
 
 def asks_for_more(text: str) -> bool:
-    return _MORE.fullmatch(text.strip()) is not None
+    return text.strip().upper() in MORE_KEYWORDS
 
 
 def arrange(texts: Iterable[str]) -> str:

@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from careline.contracts import Control, Handoff
+from careline.contracts import Control, Handoff, NextPage
 from channels.errors import (
     STATE_ERRORS,
     CareLineError,
@@ -27,7 +27,7 @@ from channels.errors import (
     StoreUnavailable,
     UpstreamUnavailable,
 )
-from channels.messages import InboundMessage, OutboundMessage
+from channels.messages import HOLDING, InboundMessage, OutboundMessage
 from channels.pseudonym import conversation_key
 from channels.rasa_client import RasaClient
 from channels.safety import RedFlagScreen, SafetyScreen, ScreenOutcome, ScreenResult
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 def holding_message() -> OutboundMessage:
     """While the conversation waits for staff: said once, then staff answer."""
-    return OutboundMessage(msg("gateway.holding"), role="system")
+    return OutboundMessage(msg("gateway.holding"), role="system", kind=HOLDING)
 
 
 def fail_closed_message() -> OutboundMessage:
@@ -59,13 +59,13 @@ def normalise_text(text: Any, max_chars: int | None) -> str:
     """NFC, no control characters, trimmed; raises a named error on empty or over-long input
     (`max_chars` None: no length check)."""
     if not isinstance(text, str):
-        raise InvalidMessage("text must be a string")
+        raise InvalidMessage(msg("errors.text_not_a_string"))
     text = _CONTROL_CHARS.sub("", unicodedata.normalize("NFC", text))
     text = _SPACES.sub(" ", text).strip()
     if not text:
-        raise InvalidMessage("text must not be empty")
+        raise InvalidMessage(msg("errors.text_empty"))
     if max_chars is not None and len(text) > max_chars:
-        raise MessageTooLong(f"text is longer than {max_chars} characters")
+        raise MessageTooLong(msg("errors.text_too_long", limit=max_chars))
     return text
 
 
@@ -88,6 +88,7 @@ class Gateway:
         max_message_chars: int = 2000,
         audit=None,
         cipher=None,
+        pager=None,
     ):
         self.store = store
         self.rasa = rasa
@@ -96,6 +97,7 @@ class Gateway:
         self.max_message_chars = max_message_chars
         self.audit = audit
         self.cipher = cipher  # encrypts the one address kept at rest: an SMS number, needed to reply
+        self.pager = pager  # channels.paging.Pager: the kept pages of SMS replies
 
     def key_for(self, channel: str, address: str) -> str:
         return conversation_key(self.secret, channel, address)
@@ -119,7 +121,7 @@ class Gateway:
         flagged = result is not None and result.escalate
         if len(text) > self.max_message_chars and not flagged:
             # too long to answer, but screened all the same: a crisis is never told "too long"
-            raise MessageTooLong(f"text is longer than {self.max_message_chars} characters")
+            raise MessageTooLong(msg("errors.text_too_long", limit=self.max_message_chars))
         try:
             return await self._handle_with_state(key, message, result)
         except CareLineError:
@@ -270,8 +272,10 @@ class Gateway:
             return await self._fail_closed(key, "assistant_silent")
 
         for control in reply.controls:
-            owner = await self._apply_control(key, control)
+            owner = await self._apply_control(key, control, owner)
         messages = reply.messages
+        if any(isinstance(control, NextPage) for control in reply.controls):
+            messages = await self._next_page(key) or messages
         if not messages and owner is Owner.WAITING_FOR_STAFF:
             messages = [holding_message()]
         await self.store.append(key, "bot", messages)
@@ -298,16 +302,25 @@ class Gateway:
             )
 
     async def _holding_sent(self, key: str) -> bool:
+        """Was the holding message said since the bot or staff last spoke? Known by its kind, so a
+        reworded or translated one still counts; an item kept before kinds existed, by its text."""
         transcript = await self.store.transcript(key)
         for item in reversed(transcript):
             if item.get("role") in ("bot", "staff"):
                 return False
-            if item.get("text") == msg("gateway.holding"):
+            if item.get("kind") == HOLDING or ("kind" not in item and item.get("text") == msg("gateway.holding")):
                 return True
         return False
 
-    async def _apply_control(self, key: str, control: Control) -> Owner:
+    async def _next_page(self, key: str) -> list[OutboundMessage] | None:
+        """The kept pages of a paged SMS reply, as this turn's reply (the channel sends the first)."""
+        rest = await self.pager.rest(key) if self.pager is not None else None
+        return [OutboundMessage(rest)] if rest else None
+
+    async def _apply_control(self, key: str, control: Control, owner: Owner) -> Owner:
         """What an action asked for (careline.contracts, read by the Rasa client)."""
+        if isinstance(control, NextPage):
+            return owner
         if isinstance(control, Handoff):
             log.info("handoff conversation=%s reason=%s priority=%s", key, control.reason, control.priority)
             await self.store.set_owner(

@@ -248,7 +248,8 @@ class SmsChannel:
         self.max_chars = max_chars
         self.dedupe_ttl = dedupe_ttl
         self.cipher = cipher or getattr(gateway, "cipher", None) or Cipher(None)
-        self.pager = Pager(redis, self.cipher, prefix)  # the rest of a long reply, for MORE
+        # the rest of a long reply, for MORE: the gateway's pager, so a NextPage control reads the same pages
+        self.pager = getattr(gateway, "pager", None) or Pager(redis, self.cipher, prefix)
         self.claim_idle = claim_idle
         self.lease_seconds = lease_seconds
         self.state_timeout = state_timeout  # the webhook's deadline for all its Redis/SQL steps

@@ -45,7 +45,7 @@ def cli(capsys, *args) -> tuple[int, str]:
 
 
 def test_export_then_erase_leaves_no_trace(stack, api, twilio, monkeypatch, capsys):
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{stack.var / 'channels.db'}"
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{stack.var / 'careline.db'}"
     for name, value in (
         ("CONVERSATION_SECRET", stack.secret),
         ("DATA_ENCRYPTION_KEY", stack.data_key),
@@ -117,7 +117,7 @@ def test_retention_sweep_removes_an_expired_conversation_from_the_running_stack(
     removes it, Rasa's tracker included; a current one is untouched."""
     import redis
 
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{stack.var / 'channels.db'}"
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{stack.var / 'careline.db'}"
     for name, value in (
         ("CONVERSATION_SECRET", stack.secret),
         ("DATA_ENCRYPTION_KEY", stack.data_key),

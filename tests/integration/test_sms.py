@@ -57,7 +57,7 @@ def converse(twilio, stack, number, body, seconds=1.5, **kw):
 
 
 def db(stack):
-    return create_engine(f"sqlite:///{stack.var / 'channels.db'}")
+    return create_engine(f"sqlite:///{stack.var / 'careline.db'}")
 
 
 def test_signed_webhook_is_answered(twilio, stack, number):
@@ -212,6 +212,20 @@ def test_a_long_answer_comes_a_page_a_turn_each_with_its_source(twilio, stack, n
     for parts in turns:
         assert sum(len(p) for p in parts) <= 320 and "Source: " in " ".join(parts)
     assert len({" ".join(parts) for parts in turns}) == len(turns)  # every MORE brings a new page
+
+
+def test_asking_for_the_rest_in_words_gets_the_next_page(twilio, stack, number):
+    """ "what else?" is not the MORE keyword: the assistant reads it (ask_more) and asks the gateway for
+    the next kept page; with no page kept, it says it has nothing more."""
+    first = converse(twilio, stack, number, "what is sickle cell disease")
+    assert " ".join(first).endswith("Reply MORE for more.")
+    second = converse(twilio, stack, number, "what else?")
+    assert "Source: " in " ".join(second) and second != first
+    assert sum(len(p) for p in second) <= 320
+    while " ".join(second).endswith("Reply MORE for more."):
+        second = converse(twilio, stack, number, "MORE")
+    last = " ".join(converse(twilio, stack, number, "what else?"))
+    assert "Source: " not in last and last  # nothing kept: the assistant's own answer, never silence
 
 
 def test_crisis_message_over_sms(twilio, stack, number):

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.stack
 
 
 def audit_rows(stack):
-    engine = create_engine(f"sqlite:///{stack.var / 'channels.db'}")
+    engine = create_engine(f"sqlite:///{stack.var / 'careline.db'}")
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sql("select * from safety_audit order by id"))]
 

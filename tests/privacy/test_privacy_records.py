@@ -38,7 +38,7 @@ PG_URL = os.environ.get("CARELINE_TEST_POSTGRES_URL", "postgresql://postgres@127
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
     if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'channels.db'}")
+        engine = make_engine(f"sqlite:///{tmp_path / 'careline.db'}")
         yield engine
         engine.dispose()
         return

@@ -26,7 +26,7 @@ def _postgres_up() -> bool:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def audit(request, tmp_path):
     if request.param == "sqlite":
-        yield SafetyAudit(make_engine(f"sqlite:///{tmp_path / 'channels.db'}"))
+        yield SafetyAudit(make_engine(f"sqlite:///{tmp_path / 'careline.db'}"))
         return
     if not _postgres_up():
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")

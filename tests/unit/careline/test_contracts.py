@@ -11,6 +11,7 @@ from careline.contracts import (
     CloseReason,
     Handoff,
     HandoffReason,
+    NextPage,
     Priority,
     parse_control,
 )
@@ -27,6 +28,7 @@ SUMMARY = {"reason": "triage:emergency", "complaint": "fever", "rules": ["fever:
         Handoff(HandoffReason.TRIAGE_URGENT, Priority.URGENT, SUMMARY),
         Handoff(HandoffReason.TRIAGE_ERROR, Priority.URGENT),
         Close(CloseReason.OPT_OUT),
+        NextPage(),
     ],
 )
 def test_round_trip_through_json(control):
@@ -73,6 +75,10 @@ def test_not_ours_is_not_a_control(custom):
     [
         ("yes", Handoff(HandoffReason.UNSPECIFIED)),
         (True, Handoff(HandoffReason.UNSPECIFIED)),
+        ({}, Handoff(HandoffReason.UNSPECIFIED)),
+        (False, Handoff(HandoffReason.UNSPECIFIED)),
+        ("", Handoff(HandoffReason.UNSPECIFIED)),
+        ([], Handoff(HandoffReason.UNSPECIFIED)),
         (["request_human"], Handoff(HandoffReason.UNSPECIFIED)),
         ({"summary": {"a": 1}}, Handoff(HandoffReason.UNSPECIFIED, summary={"a": 1})),
         ({"reason": "made_up"}, Handoff(HandoffReason.UNSPECIFIED)),
@@ -89,10 +95,12 @@ def test_a_malformed_handoff_still_hands_off(handoff, expected, caplog):
     assert "made_up" not in caplog.text and "free text" not in caplog.text  # values are never logged
 
 
-def test_handoff_wins_over_close_and_empty_ones_are_skipped():
+def test_handoff_wins_over_close_even_an_empty_one_and_an_absent_one_is_skipped():
     both = {"careline": {"handoff": {"reason": "request_human"}, "close": "opt_out"}}
     assert parse_control(both) == Handoff(HandoffReason.REQUEST_HUMAN)
-    assert parse_control({"careline": {"handoff": {}, "close": "opt_out"}}) == Close(CloseReason.OPT_OUT)
+    empty = Handoff(HandoffReason.UNSPECIFIED, Priority.NORMAL)
+    assert parse_control({"careline": {"handoff": {}, "close": "opt_out"}}) == empty
+    assert parse_control({"careline": {"handoff": None, "close": "opt_out"}}) == Close(CloseReason.OPT_OUT)
     assert parse_control({"careline": {"close": "made_up"}}) == Close(CloseReason.UNSPECIFIED)
 
 
@@ -101,3 +109,8 @@ def test_an_unknown_shape_of_ours_is_logged_and_ignored(caplog):
         assert parse_control({"careline": {"handof": {"reason": "request_human"}}}) is None
         assert parse_control({"careline": {"handoff": None, "close": ""}}) is None
     assert "unknown shape" in caplog.text and "handof" in caplog.text
+
+
+def test_next_page_is_read_only_when_it_says_true():
+    assert parse_control({"careline": {"next_page": True}}) == NextPage()
+    assert parse_control({"careline": {"next_page": "yes"}}) is None

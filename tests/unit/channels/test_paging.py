@@ -84,14 +84,9 @@ def test_the_page_size_leaves_room_for_the_prompt():
         ("MORE", True),
         (" more. ", True),
         ("More!", True),
-        ("more please", True),
-        ("tell me more", True),
-        ("Can you tell me more?", True),
-        ("next", True),
-        ("go on", True),
+        ("more please", False),  # the assistant's NLU reads it; its action asks for the next page
+        ("tell me more", False),
         ("more pain in my chest", False),
-        ("tell me more about my appointment", False),
-        ("no more", False),
         ("", False),
     ],
 )
