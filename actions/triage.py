@@ -35,8 +35,11 @@ def engine():
     return default_engine()
 
 
-def self_care_advice(assessment, channel: str, page_chars: int | None = None) -> str | None:
-    """Home-care advice from the knowledge base (cited), or the protocol's own (with its source)."""
+def self_care_advice(assessment, channel: str, page_chars: int | None = None):
+    """Home-care advice (a knowledge.triage.dialogue.SelfCareAdvice, or None): from the knowledge
+    base (cited), or the protocol's own (with its source when it has one)."""
+    from knowledge.triage.dialogue import SelfCareAdvice
+
     care = assessment.self_care or {}
     query = care.get("query")
     if query:
@@ -48,14 +51,14 @@ def self_care_advice(assessment, channel: str, page_chars: int | None = None) ->
             hits = retriever.search(query, k=3)
             decision = decide(hits, retriever.calibration.threshold)
             if decision.answer:
-                return render(decision.cited[0], channel, page_chars).first
+                return SelfCareAdvice(render(decision.cited[0], channel, page_chars).first, cited=True)
         except Exception:
             log.exception("triage self-care retrieval failed; using the protocol's advice")
     advice, source = care.get("advice"), care.get("source")
     if advice and source is not None and hasattr(source, "organisation"):
         cited = {"organisation": source.organisation, "title": source.title, "url": source.url}
-        return msg("triage.self_care.cited", advice=advice, **cited)
-    return advice
+        return SelfCareAdvice(msg("triage.self_care.cited", advice=advice, **cited), cited=True)
+    return SelfCareAdvice(advice) if advice else None
 
 
 def finish(dispatcher: CollectingDispatcher, tracker: Tracker, state) -> list[dict[str, Any]]:
@@ -183,7 +186,9 @@ class ValidateTriageForm(FormValidationAction):
             return {ANSWER_SLOT: None, STATE_SLOT: state.to_dict()}
         except Exception:
             log.exception("triage answer failed")
+            # Fail closed as the other steps do: the message says staff were asked, so ask them.
             dispatcher.utter_message(response="utter_triage_unavailable")
+            send_handoff(dispatcher, HandoffReason.TRIAGE_ERROR, Priority.URGENT)
             return {ANSWER_SLOT: DONE, STATE_SLOT: None}
 
 

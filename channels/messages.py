@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+HOLDING = "holding"  # the OutboundMessage.kind of "a member of our team will reply" (channels/pipeline.py)
+
 
 @dataclass(frozen=True)
 class Button:
@@ -32,6 +34,9 @@ class OutboundMessage:
     text: str
     buttons: tuple[Button, ...] = ()
     role: str = "bot"
+    # Which of the gateway's own messages this is (HOLDING), kept in the transcript so the gateway
+    # recognises it by what it is, not by its wording; None for everything else. Not sent to clients.
+    kind: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "buttons": [asdict(b) for b in self.buttons]}

@@ -209,7 +209,8 @@ class ConversationStore:
         if text is not None:
             items.append(json.dumps({"role": role, "text": text, "buttons": [], "ts": now}))
         for m in messages or ():
-            items.append(json.dumps({**m.to_dict(), "role": m.role, "ts": now}))
+            kind = {"kind": m.kind} if m.kind else {}
+            items.append(json.dumps({**m.to_dict(), "role": m.role, **kind, "ts": now}))
         if not items:
             return
         await self._append(

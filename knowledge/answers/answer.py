@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from knowledge.answers.retrieval import Hit
+from knowledge.messages import msg
 
 WEB_SHORT_LIMIT = 450
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"(])")
@@ -66,7 +67,7 @@ def citation_line(hit: Hit, short: bool = False) -> str:
     if short:
         org = re.sub(r"\s*\(.*?\)", "", org).split(",")[0].strip() or org
     title = m.get("title") or ""
-    return f'Source: {org}, "{title}" {m.get("url", "")}'.strip()
+    return msg("kb.citation", organisation=org, title=title, url=m.get("url", "")).strip()
 
 
 @dataclass

@@ -302,7 +302,17 @@ def ask(q: Question) -> dict[str, Any]:
     return {"text": q.ask, "buttons": buttons}
 
 
-def outcome(assessment: Assessment, facts: Facts, channel: str, advice: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SelfCareAdvice:
+    """Home-care advice for a self-care outcome. `cited`: its text carries its own citation (a
+    knowledge-base answer, or a protocol's advice with its source), so the outcome does not cite
+    the protocol's sources again."""
+
+    text: str
+    cited: bool = False
+
+
+def outcome(assessment: Assessment, facts: Facts, channel: str, advice: SelfCareAdvice | None = None) -> dict[str, Any]:
     """What the patient sees at the end: level, reasons, next step, not a diagnosis, sources."""
     level = assessment.level
     parts = [msg("triage.outcome.headline", level=msg(LEVEL_NAME[level]), advice=msg(LEVEL_ADVICE[level]))]
@@ -310,14 +320,14 @@ def outcome(assessment: Assessment, facts: Facts, channel: str, advice: str | No
     if reasons:
         parts.append(msg("triage.outcome.why", reasons=reasons) if channel != "sms" else reasons)
     if level == TriageLevel.SELF_CARE:
-        if advice:
-            parts.append(advice)
+        if advice and advice.text:
+            parts.append(advice.text)
         seek = (assessment.self_care or {}).get("seek_care_if")
         if seek:
             parts.append(seek)
     parts.append(msg("triage.outcome.not_a_diagnosis"))
     sources = assessment.sources[:2]
-    if sources and not (level == TriageLevel.SELF_CARE and advice and "Source" in advice):  # the advice cites already
+    if sources and not (level == TriageLevel.SELF_CARE and advice and advice.cited):
         cited = [msg("triage.outcome.source", organisation=s.organisation, title=s.title, url=s.url) for s in sources]
         parts.append(msg("triage.outcome.sources", sources="; ".join(cited)))
     buttons = [{"title": msg(title), "payload": payload} for title, payload in LEVEL_BUTTONS.get(level, [])]

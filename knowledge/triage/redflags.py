@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 from careline.contracts import ScreenOutcome
-from knowledge.messages import MessageError, msg
+from careline.gsm7 import MAX_SEND, to_gsm7
+from knowledge.messages import MessageError, default_catalogue, msg
 from knowledge.triage.textmatch import (
     RULES_DIR,
     Clause,
@@ -132,6 +133,8 @@ class RedFlagRules:
     def load(cls, directory: Path = RULES_DIR) -> RedFlagRules:
         lexicon = load_lexicon(directory / "lexicon.yml")
         notices = {kind: {channel: msg(i) for channel, i in ids.items()} for kind, ids in NOTICES.items()}
+        for ids_by_channel in NOTICES.values():
+            check_sms_goes_out_whole(ids_by_channel["sms"], msg(ids_by_channel["sms"]), "the safety screen")
         categories, rules = [], []
         ids: set[str] = set()
         for path in sorted((directory / "safety").glob("*.yml")):
@@ -200,8 +203,8 @@ class RedFlagRules:
             return self.notices["fail_closed"][channel]
         message = screening.category.messages[channel]
         crisis_too = any(h.rule.kind == ScreenOutcome.CRISIS for h in screening.hits)
-        if screening.outcome == ScreenOutcome.EMERGENCY and crisis_too and "988" not in message:
-            message += " " + self.notices["crisis_too"][channel]
+        if screening.outcome == ScreenOutcome.EMERGENCY and crisis_too:
+            message = with_crisis_line(message, self.notices["crisis_too"][channel])
         return message
 
 
@@ -244,14 +247,46 @@ def _source(raw: Any, path: Path) -> Source:
         raise RuleFileError(f"{path.name}: a source needs organisation, title and url") from exc
 
 
+def with_crisis_line(message: str, crisis_line: str) -> str:
+    """An emergency message with the crisis line added (when a crisis rule fired too), unless the
+    message gives 988 already."""
+    return message if "988" in message else f"{message} {crisis_line}"
+
+
+def sms_whole_limit() -> int:
+    """The most characters an emergency SMS may have, after GSM-7 conversion, to be sure to go out
+    whole in one turn. channels/sms_text.split_for_sms sends up to MAX_SEND characters, counting
+    the "Reply MORE" line it ends the parts with when text is left over; with that line's room
+    kept, nothing is left over, whereas a text of 300 to 320 characters can be cut at an unlucky
+    sentence break (tests/unit/channels/test_sms_text.py shows both)."""
+    return MAX_SEND - len("\n" + msg("sms.more_prompt"))
+
+
+def check_sms_goes_out_whole(message_id: str, text: str, where: str) -> None:
+    """Refuse, at load, an emergency SMS text that would be cut behind "Reply MORE" (a
+    translation or a clinic's rewording that grew too long)."""
+    length, limit = len(to_gsm7(text)), sms_whole_limit()
+    if length > limit:
+        language = default_catalogue().language
+        raise RuleFileError(
+            f"{where}: the SMS text {message_id} is {length} characters after GSM-7 conversion "
+            f"(with the crisis line when it is added), more than the {limit} that go out whole without "
+            f'"Reply MORE": shorten it in knowledge/messages/{language}.yml'
+        )
+
+
 def _messages(ids: Any, path: Path) -> dict[str, str]:
-    """A category's web and sms texts, from the ids its file names (knowledge/messages/<language>.yml)."""
+    """A category's web and sms texts, from the ids its file names (knowledge/messages/<language>.yml).
+    The sms text must go out whole, with the crisis line that `RedFlagRules.message` may add."""
     if not isinstance(ids, dict) or not {"web", "sms"} <= set(ids):
         raise RuleFileError(f"{path.name}: message needs the ids of its web and sms texts")
     try:
-        return {channel: msg(str(i)) for channel, i in ids.items()}
+        texts = {channel: msg(str(i)) for channel, i in ids.items()}
+        crisis_line = msg(NOTICES["crisis_too"]["sms"])
     except MessageError as exc:
         raise RuleFileError(f"{path.name}: message: {exc}") from exc
+    check_sms_goes_out_whole(str(ids["sms"]), with_crisis_line(texts["sms"], crisis_line), path.name)
+    return texts
 
 
 def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:

@@ -4,6 +4,7 @@ import pytest
 
 from channels.errors import InvalidMessage, MessageTooLong
 from channels.pipeline import normalise_text
+from knowledge import messages
 from knowledge.triage.textmatch import load_lexicon, normalise
 
 
@@ -31,6 +32,33 @@ def test_rejects_over_long():
     with pytest.raises(MessageTooLong):
         normalise_text("a" * 101, 100)
     assert normalise_text("a" * 100, 100) == "a" * 100
+
+
+@pytest.mark.parametrize(
+    "raw, error, detail",
+    [
+        (42, InvalidMessage, "text must be a string"),
+        ("  ", InvalidMessage, "text must not be empty"),
+        ("a" * 101, MessageTooLong, "text is longer than 100 characters"),
+    ],
+)
+def test_what_is_wrong_is_worded_as_before_and_read_from_the_catalogue(raw, error, detail, tmp_path, monkeypatch):
+    """The detail reaches patients (the web chat shows it, SMS says it in sms.unreadable)."""
+    with pytest.raises(error) as caught:
+        normalise_text(raw, 100)
+    assert caught.value.detail == str(caught.value) == detail
+
+    (tmp_path / "en.yml").write_text((messages.DIRECTORY / "en.yml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "es.yml").write_text(
+        'errors.text_not_a_string: "el texto debe ser texto"\n'
+        'errors.text_empty: "el mensaje está vacío"\n'
+        'errors.text_too_long: "el mensaje tiene más de {limit} caracteres"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(messages, "default_catalogue", lambda: messages.Catalogue.load("es", tmp_path))
+    with pytest.raises(error) as caught:
+        normalise_text(raw, 100)
+    assert caught.value.detail.startswith("el ") and caught.value.detail != detail
 
 
 @pytest.mark.parametrize(

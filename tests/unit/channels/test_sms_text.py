@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from careline.contracts import PAGE_BREAK
@@ -21,6 +23,7 @@ from channels.sms_text import (
     to_gsm7,
     undo_carrier_quirks,
 )
+from knowledge import messages
 
 MORE_PROMPT = more_prompt()  # "Reply MORE for more." in English
 
@@ -577,3 +580,40 @@ def test_a_page_longer_than_a_turn_goes_on_in_the_rest_before_the_next_page():
     assert after == "Page two." and left.startswith("Fevers are common.")
     sent = " ".join(p.removesuffix("\n" + MORE_PROMPT) for p in parts)
     assert (sent + " " + left).split() == long_page.split()
+
+
+# --- emergency texts go out whole (knowledge/triage/redflags.py refuses longer ones at load) -----
+
+
+def test_a_text_under_max_send_can_still_be_cut_so_emergency_texts_keep_the_prompts_room():
+    from knowledge.triage.redflags import sms_whole_limit
+
+    first = ("Call 911 now and stay with them. " * 5)[:150].rstrip() + "."
+    second = ("Keep them still and warm please. " * 5)[:150].rstrip() + "."
+    text = f"{first} {second} Staff alerted."
+    assert len(text) <= MAX_SEND and split_for_sms(text)[1] is not None  # 318 characters, cut
+    rng = random.Random(10)
+    words = "call 911 now stay with them the a breathing seizure warm still our staff have been alerted".split()
+    for _ in range(3000):  # texts up to the limit, broken into sentences every way: never cut
+        text, limit = "", rng.randint(sms_whole_limit() - 40, sms_whole_limit())
+        while True:
+            sentence = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30))).capitalize() + "."
+            if len(f"{text} {sentence}".strip()) > limit:
+                break
+            text = f"{text} {sentence}".strip()
+        assert split_for_sms(text)[1] is None, text
+
+
+@pytest.mark.parametrize("language", sorted(p.stem for p in messages.DIRECTORY.glob("*.yml")))
+def test_every_catalogues_emergency_sms_goes_out_whole(language, monkeypatch):
+    from knowledge.triage.redflags import with_crisis_line
+
+    catalogue = messages.Catalogue.load(language)
+    monkeypatch.setattr(messages, "default_catalogue", lambda: catalogue)  # its MORE prompt too
+    crisis = catalogue.text("safety.crisis_too.sms")
+    ids = [i for i in catalogue.texts if i.startswith("safety.") and i.endswith(".sms")]
+    assert len(ids) > 20
+    for message_id in ids:
+        text = for_sms(with_crisis_line(catalogue.text(message_id), crisis))
+        parts, rest = split_for_sms(text)
+        assert rest is None and MORE_PROMPT not in parts[-1], message_id

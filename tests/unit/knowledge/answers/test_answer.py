@@ -92,3 +92,19 @@ def test_sentences_and_take():
 )
 def test_query_qtypes(query, expected):
     assert query_qtypes(query) == expected
+
+
+def test_the_citation_line_is_worded_as_before_and_read_from_the_catalogue(tmp_path, monkeypatch):
+    from knowledge import messages
+    from knowledge.answers.answer import citation_line
+
+    web = 'Source: MedlinePlus, National Library of Medicine (NIH), "Gout" https://medlineplus.gov/gout.html'
+    assert citation_line(hit()) == web
+    assert citation_line(hit(), short=True) == 'Source: MedlinePlus, "Gout" https://medlineplus.gov/gout.html'
+    no_url = Hit("c~0", "c", 0.9, {"organisation": "Clinic", "title": "Hours"}, "Open 9-5.")
+    assert citation_line(no_url) == 'Source: Clinic, "Hours"'  # no trailing space
+
+    (tmp_path / "en.yml").write_text((messages.DIRECTORY / "en.yml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "es.yml").write_text("kb.citation: 'Fuente: {organisation}, «{title}» {url}'\n", encoding="utf-8")
+    monkeypatch.setattr(messages, "default_catalogue", lambda: messages.Catalogue.load("es", tmp_path))
+    assert citation_line(hit(), short=True) == "Fuente: MedlinePlus, «Gout» https://medlineplus.gov/gout.html"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from knowledge.triage.dialogue import TriageState, apply_answer, outcome
+from knowledge.triage.dialogue import SelfCareAdvice, TriageState, apply_answer, outcome
 from knowledge.triage.engine import assess_text, default_engine, parse_duration_hours, parse_temperature_f
 from knowledge.triage.textmatch import load_lexicon, normalise
 
@@ -119,3 +119,23 @@ def test_outcome_shows_level_reasons_next_step_and_sources(text, level):
     if level in ("urgent", "routine"):
         assert any(b["payload"] == "/book_appointment" for b in shown["buttons"])
     assert "https://" in shown["text"]
+
+
+@pytest.mark.parametrize(
+    "advice, sources_cited",
+    [
+        (None, True),
+        (SelfCareAdvice('Rest and drink fluids.\n\nSource: MedlinePlus, "Fever" https://x.example', True), False),
+        # whether the advice cites is what it says it is, not what its words look like
+        (SelfCareAdvice("Source of the fever aside, rest and drink fluids."), True),
+        (SelfCareAdvice("Descanse y beba líquidos. Fuente: MedlinePlus", cited=True), False),
+    ],
+    ids=["no-advice", "cited", "uncited-saying-source", "cited-in-another-language"],
+)
+def test_self_care_sources_are_cited_once(advice, sources_cited):
+    assessment, facts = assess_text("fever of 100.4 since last night, otherwise fine", ENGINE)
+    assert assessment.level == "self_care"
+    shown = outcome(assessment, facts, "web", advice=advice)["text"]
+    protocol_sources = "Source: " + assessment.sources[0].organisation
+    assert (protocol_sources in shown) is sources_cited
+    assert advice is None or advice.text in shown
