@@ -32,3 +32,39 @@ class Cipher:
             return self._fernet.decrypt(token if isinstance(token, bytes) else token.encode("ascii")).decode("utf-8")
         except (InvalidToken, ValueError) as exc:
             raise DecryptError("value at rest could not be decrypted") from exc
+
+
+class EncryptedValues:
+    """Short-lived values kept encrypted in Redis between messages (SMS pages, numbered options).
+    A store that fails, or a value that no longer decrypts, costs the value, never the reply."""
+
+    def __init__(self, redis, cipher: Cipher, what: str):
+        self.redis = redis
+        self.cipher = cipher
+        self.what = what  # names the values in log lines (never the values)
+
+    async def get(self, key: str) -> str | None:
+        from channels.errors import STATE_ERRORS
+
+        try:
+            value = await self.redis.get(key)
+        except STATE_ERRORS as exc:
+            log.warning("%s state read failed error=%s", self.what, type(exc).__name__)
+            return None
+        if value is None:
+            return None
+        try:
+            return self.cipher.decrypt(value)
+        except DecryptError:
+            return None
+
+    async def put(self, key: str, value: str | None, ttl: int) -> None:
+        from channels.errors import STATE_ERRORS
+
+        try:
+            if value:
+                await self.redis.set(key, self.cipher.encrypt(value), ex=ttl)
+            else:
+                await self.redis.delete(key)
+        except STATE_ERRORS as exc:
+            log.warning("%s state write failed error=%s", self.what, type(exc).__name__)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from careline.contracts import PAGE_BREAK, PAGE_CHARS_KEY
-from channels.crypto import Cipher, DecryptError
+from channels.crypto import Cipher, EncryptedValues
 from channels.errors import STATE_ERRORS, StoreUnavailable
 from channels.messages import InboundMessage, OutboundMessage
 from channels.pipeline import Gateway, HandleResult
@@ -82,26 +82,10 @@ class Pager:
         return f"{self.prefix}:sms:more:{conversation}"
 
     async def keep(self, conversation: str, rest: str | None) -> None:
-        try:
-            if rest:
-                await self.redis.set(self.key(conversation), self.cipher.encrypt(rest), ex=self.ttl)
-            else:
-                await self.redis.delete(self.key(conversation))
-        except STATE_ERRORS as exc:
-            log.warning("paging state write failed error=%s", type(exc).__name__)
+        await EncryptedValues(self.redis, self.cipher, "paging").put(self.key(conversation), rest, self.ttl)
 
     async def rest(self, conversation: str) -> str | None:
-        try:
-            value = await self.redis.get(self.key(conversation))
-        except STATE_ERRORS as exc:
-            log.warning("paging state read failed error=%s", type(exc).__name__)
-            return None
-        if value is None:
-            return None
-        try:
-            return self.cipher.decrypt(value)
-        except DecryptError:
-            return None
+        return await EncryptedValues(self.redis, self.cipher, "paging").get(self.key(conversation))
 
     # --- SMS: segment-sized texts -------------------------------------------------------------
     async def sms_parts(self, conversation: str, text: str) -> list[str]:

@@ -65,7 +65,7 @@ from redis.exceptions import ResponseError
 
 from careline.contracts import PAGE_BREAK
 from channels.consent import SmsRecords
-from channels.crypto import Cipher, DecryptError
+from channels.crypto import Cipher, DecryptError, EncryptedValues
 from channels.errors import (
     STATE_ERRORS,
     CareLineError,
@@ -841,26 +841,11 @@ class SmsChannel:
 
     async def _get_secret(self, redis_key: str) -> str | None:
         """A value kept encrypted between messages (the numbered options); absent if unreadable."""
-        try:
-            value = await self.redis.get(redis_key)
-        except STATE_ERRORS as exc:
-            log.warning("sms state read failed error=%s", type(exc).__name__)
-            return None
-        if value is None:
-            return None
-        try:
-            return self.cipher.decrypt(value)
-        except DecryptError:
-            return None
+        return await EncryptedValues(self.redis, self.cipher, "sms").get(redis_key)
 
     async def _put_secret(self, redis_key: str, value: str | None) -> None:
-        try:
-            if value:
-                await self.redis.set(redis_key, self.cipher.encrypt(value), ex=24 * 3600)
-            else:
-                await self.redis.delete(redis_key)
-        except STATE_ERRORS as exc:  # a numbered reply will not work; the answer still goes out
-            log.warning("sms state write failed error=%s", type(exc).__name__)
+        # a numbered reply will not work if this fails; the answer still goes out
+        await EncryptedValues(self.redis, self.cipher, "sms").put(redis_key, value, 24 * 3600)
 
     async def _send_replies(self, key: str, data: dict[str, str], replies: list[OutboundMessage]) -> None:
         texts, options = [], {}
