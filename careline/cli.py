@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval_command(root, args)
         if args.command == "kb":
             return _kb_command(root, args)
+        if args.command == "staff":
+            return _staff_command(root, args)
     except (StackError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -41,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_eval_parsers(sub)
     _add_kb_parsers(sub)
     _add_privacy_parsers(sub)
+    _add_staff_parsers(sub)
     return parser
 
 
@@ -97,6 +100,26 @@ def _add_privacy_parsers(sub) -> None:
             cmd.add_argument("--output", type=Path, help="write the JSON to this file (mode 0600) instead of stdout")
         else:
             cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def _add_staff_parsers(sub) -> None:
+    staff = sub.add_parser("staff", help="staff accounts of the console at /staff")
+    staff_sub = staff.add_subparsers(dest="what", required=True)
+    add = staff_sub.add_parser("add", help="create a staff account (Argon2id-hashed password)")
+    add.add_argument("email")
+    add.add_argument("--role", required=True, choices=["agent", "supervisor"])
+    add.add_argument("--name", help="display name (default: the part of the email before @)")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (without it, it is asked on the terminal)",
+    )
+    for name, text in (
+        ("disable", "disable an account and end its open sessions"),
+        ("enable", "enable an account again (also lifts a lockout)"),
+    ):
+        staff_sub.add_parser(name, help=text).add_argument("email")
+    staff_sub.add_parser("list", help="the enabled accounts (JSON)")
 
 
 def _eval_command(root: Path, args) -> int:
@@ -275,6 +298,107 @@ def _print_export(result: dict, text: str, output: Path | None) -> int:
         return 0
     print(text)
     return 0
+
+
+# --- staff accounts ---------------------------------------------------------------------------
+def staff_database_url(root: Path) -> str:
+    """DATABASE_URL from the environment or .env, else the SQLite file under var/. Not through
+    Settings: it demands a CONVERSATION_SECRET, which these commands do not use and which does not
+    exist before the first `make run`."""
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    from channels.db import default_database_url
+
+    class Database(BaseSettings):
+        model_config = SettingsConfigDict(env_file=root / ".env", env_file_encoding="utf-8", extra="ignore")
+        database_url: str | None = None
+
+    return Database().database_url or default_database_url(root)
+
+
+def _staff_command(root: Path, args) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from channels.db import make_engine
+    from channels.staff.accounts import StaffAccounts, StaffError
+
+    engine = None
+    try:
+        engine = make_engine(staff_database_url(root))
+        staff = StaffAccounts(engine)
+        if args.what == "add":
+            member = staff.add(args.email, args.role, _read_password(args), args.name)
+            print(f"added {member.role} {member.email} (id {member.id})")
+        elif args.what == "disable":
+            member = staff.disable(args.email)
+            print(f"disabled {member.email} (id {member.id})")
+            return _end_staff_sessions(root, member.id)
+        elif args.what == "enable":
+            member = staff.enable(args.email)
+            print(f"enabled {member.role} {member.email} (id {member.id})")
+        else:
+            print(json.dumps([m.to_dict() for m in staff.list()], indent=2))
+        return 0
+    except StaffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OperationalError as exc:
+        print(f"error: cannot use the database: {exc.orig.__class__.__name__}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _read_password(args) -> str:
+    from channels.staff.accounts import StaffError
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise StaffError("no terminal to ask the password on: pipe it in with --password-stdin")
+    password = getpass.getpass("Password (12 characters or more): ")
+    if getpass.getpass("The same again: ") != password:
+        raise StaffError("the two passwords differ")
+    return password
+
+
+def _end_staff_sessions(root: Path, staff_id: int) -> int:
+    """End a disabled member's open sessions in the gateway's Redis (found as `patient erase`
+    finds it). Unreachable, the sessions stay usable until they idle out: exit 3, and say so."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    try:
+        settings = privacy_settings(root)
+    except ValueError as exc:
+        print(f"note: open sessions not looked for, the gateway's Redis is not known here: {exc}", file=sys.stderr)
+        return 0
+    try:
+        ended = asyncio.run(_end_all_sessions(settings, staff_id))
+    except (RedisError, OSError) as exc:
+        print(
+            f"error: cannot reach Redis at {_redacted(settings.redis_url)} ({type(exc).__name__}): the account is "
+            "disabled, but its open sessions last until they are idle for STAFF_IDLE_TIMEOUT_SECONDS; "
+            "run this again when Redis is reachable",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    print(f"ended {ended} open session(s)")
+    return 0
+
+
+async def _end_all_sessions(settings, staff_id: int) -> int:
+    from redis.asyncio import Redis
+
+    from channels.staff.sessions import StaffSessions
+
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return await StaffSessions(redis, prefix=settings.redis_key_prefix).end_all(staff_id)
+    finally:
+        await redis.aclose()
 
 
 def _user() -> str:

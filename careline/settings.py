@@ -99,6 +99,24 @@ class Settings(BaseSettings):
     rasa_timeout_seconds: float = 30.0
     rasa_connect_retries: int = 2
 
+    # --- the staff console -----------------------------------------------------------------------
+    # A staff session ends after this many seconds without a request (HIPAA automatic logoff).
+    staff_idle_timeout_seconds: int = Field(default=900, ge=1, le=12 * 3600)
+    # Wrong passwords in a row that lock a staff account.
+    staff_login_max_failures: int = Field(default=5, ge=1, le=100)
+    # How long a locked staff account stays locked, in seconds.
+    staff_lockout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    # Login attempts per client IP address, in the `limits` notation, shared through Redis.
+    staff_login_rate_limit: str = "10/minute"
+
+    # Service levels of the staff queue, in seconds: how long a hand-off may wait for a person.
+    staff_sla_seconds: str = "emergency=60,urgent=300,normal=900"
+    # Staffed hours in the clinic's time zone ("mon-fri 08:00-18:00; sat 09:00-12:00"; "" = always).
+    # Outside them, or with nobody online, a hand-off says when a reply will come (a call-back).
+    staff_hours: str = "mon-fri 08:00-18:00"
+    # The clinic's IANA time zone (staffed hours, reminders).
+    clinic_timezone: str = "America/New_York"
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.careline_env == "production" and self.conversation_secret.strip().lower() in PLACEHOLDER_SECRETS:

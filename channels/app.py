@@ -30,10 +30,17 @@ from channels.privacy import run_periodically
 from channels.rasa_client import RasaClient
 from channels.ratelimit import RateLimits
 from channels.readiness import Readiness
-from channels.routes import api, health, sms, web
+from channels.routes import api, health, sms, staff, web
 from channels.routes.edge import careline_error
 from channels.safety import IsolatedScreen, SafetyScreen
 from channels.sms import SmsChannel, SmsTexts
+from channels.staff import auth as staff_auth
+from channels.staff.auth import StaffAuth
+from channels.staff.canned import CannedReplies
+from channels.staff.console import StaffConsole
+from channels.staff.desk import ServiceLevels, StaffDesk
+from channels.staff.fanout import Fanout
+from channels.staff.shifts import Presence, Shift, StaffedHours
 from channels.store import ConversationStore
 from channels.twilio_sender import TwilioSender
 from channels.web_security import Origins, SecurityHeaders
@@ -62,6 +69,8 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(web.router)
+    app.include_router(staff_auth.router)
+    app.include_router(staff.router)
     return app
 
 
@@ -93,6 +102,7 @@ async def start_services(settings: Settings, screen: SafetyScreen | None, cleanu
         screen = await start_isolated_screen(settings, cleanup)
     cipher = Cipher(settings.data_encryption_key)
     pager = Pager(redis, cipher, settings.redis_key_prefix)
+    shift = make_shift(settings, redis)
     gateway = Gateway(
         store,
         rasa,
@@ -102,11 +112,31 @@ async def start_services(settings: Settings, screen: SafetyScreen | None, cleanu
         audit=SafetyAudit(engine),
         cipher=cipher,
         pager=pager,
+        shift=shift,
     )
     start_retention_sweep(settings, redis, engine, cipher, cleanup)
     sms_channel = await start_sms(settings, redis, gateway, engine, cleanup) if settings.sms_enabled else None
     readiness = Readiness(redis, rasa, http, settings.action_server_url, screen, sms_channel)
-    return deps.Services(gateway, store, limits, readiness, sms_channel, pager)
+    fanout = Fanout(redis, settings.redis_key_prefix)
+    cleanup.push_async_callback(fanout.stop)
+    await fanout.start()
+    console = StaffConsole(
+        StaffDesk(redis, store, ServiceLevels.parse(settings.staff_sla_seconds)),
+        shift.presence,
+        shift,
+        CannedReplies(engine, settings.clinic_name, settings.clinic_phone),
+        fanout,
+        cipher,
+        rasa,
+        sms_channel,
+    )
+    auth = StaffAuth.from_settings(settings, engine, redis, limits)
+    return deps.Services(gateway, store, limits, readiness, sms_channel, pager, fanout, console, auth)
+
+
+def make_shift(settings: Settings, redis: Redis) -> Shift:
+    hours = StaffedHours.parse(settings.staff_hours, settings.clinic_timezone)
+    return Shift(hours, Presence(redis, settings.redis_key_prefix), settings.clinic_phone)
 
 
 def make_origins(settings: Settings) -> Origins:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, func
+from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, func
 from sqlalchemy.engine import Engine
 
 metadata = MetaData()
@@ -71,10 +71,51 @@ privacy_audit = Table(
     Column("counts", Text, nullable=False, default="{}"),  # JSON
 )
 
+# Call-center staff (channels/staff/accounts.py): Argon2id hashes, never a password.
+staff_accounts = Table(
+    "staff_accounts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),  # lower-cased
+    Column("role", String(16), nullable=False),  # agent | supervisor
+    Column("display_name", String(80), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Every staff action (channels/staff/audit.py): who, when, which conversation (its pseudonym; none
+# for a login) and what. The detail holds ids and reasons, never message or note text.
+staff_audit = Table(
+    "staff_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now(), index=True),
+    Column("staff_id", Integer, nullable=True),  # None: a failed login of an unknown email
+    Column("conversation", String(64), nullable=True, index=True),
+    Column("action", String(32), nullable=False),
+    Column("detail", String(200), nullable=False, default=""),
+)
+
+# Canned replies (channels/staff/canned.py), managed by supervisors: templates with {clinic_name} and
+# {clinic_phone}, filled when an agent picks one. Clinic text, never a patient's.
+canned_replies = Table(
+    "canned_replies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("title", String(80), nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+    Column("created_by", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 # What the retention sweep and `careline patient erase` remove: tables of conversation data, each
 # with a `conversation` column (the pseudonym) and the column its age is read from. A new table
 # that holds conversation data goes here; one that must outlive the conversation goes in
-# KEPT_RECORDS with its reason. tests/unit/channels/test_privacy.py fails for a table in neither.
+# KEPT_RECORDS with its reason (a table about staff, naming no conversation, in STAFF_RECORDS).
+# tests/unit/channels/test_privacy.py fails for a table in none of them.
 CONVERSATION_DATA: dict[Table, str] = {
     sms_delivery: "updated_at",
 }
@@ -82,6 +123,13 @@ KEPT_RECORDS: dict[Table, str] = {
     sms_consent: "an opt-out (STOP) must be honoured after the conversation is erased",
     safety_audit: "the safety screen's audit trail (pseudonym, outcome, rule ids; no text)",
     privacy_audit: "the record of exports, erasures and sweeps (pseudonym, counts; no address)",
+    staff_audit: "the staff audit trail outlives conversations (staff id, pseudonym, action; no text)",
+}
+# Tables that name no conversation at all, so the privacy tools never look in them (KEPT_RECORDS
+# are read by the conversation column), each with its reason.
+STAFF_RECORDS: dict[Table, str] = {
+    staff_accounts: "staff accounts belong to the clinic's staff, not to any conversation, and outlive them",
+    canned_replies: "the clinic's reply templates for staff, about no conversation",
 }
 
 

@@ -10,7 +10,7 @@ They are async only because FastAPI runs a sync dependency in a worker thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, FastAPI
 from starlette.requests import HTTPConnection
@@ -21,8 +21,13 @@ from channels.pipeline import Gateway
 from channels.ratelimit import RateLimits
 from channels.readiness import Readiness
 from channels.sms import SmsChannel
+from channels.staff.fanout import Fanout
 from channels.store import ConversationStore
 from channels.web_security import Origins
+
+if TYPE_CHECKING:  # the staff modules import this one for their dependencies
+    from channels.staff.auth import StaffAuth
+    from channels.staff.console import StaffConsole
 
 
 @dataclass
@@ -35,6 +40,9 @@ class Services:
     readiness: Readiness
     sms: SmsChannel | None = None
     pager: Pager | None = None  # SMS paging for API clients that ask for render "sms"
+    fanout: Fanout | None = None  # live events across gateway processes (staff console, widget)
+    staff: StaffConsole | None = None  # the staff console's services (channels/routes/staff.py)
+    staff_auth: StaffAuth | None = None  # staff accounts, sessions and audit (channels/staff/auth.py)
 
 
 def configure(app: FastAPI, settings: Settings, origins: Origins) -> None:
@@ -82,6 +90,22 @@ async def get_pager(services: ServicesDep) -> Pager | None:
     return services.pager
 
 
+async def get_fanout(services: ServicesDep) -> Fanout | None:
+    return services.fanout
+
+
+async def get_staff_console(services: ServicesDep) -> StaffConsole:
+    if services.staff is None:
+        raise RuntimeError("the staff console is not running")
+    return services.staff
+
+
+async def get_staff_auth(services: ServicesDep) -> StaffAuth:
+    if services.staff_auth is None:
+        raise RuntimeError("the staff console is not configured (services.staff_auth)")
+    return services.staff_auth
+
+
 async def get_sms_channel(services: ServicesDep) -> SmsChannel:
     if services.sms is None:  # the SMS routes are only included when the channel is configured
         raise RuntimeError("the SMS channel is not running")
@@ -96,6 +120,7 @@ LimitsDep = Annotated[RateLimits, Depends(get_limits)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 SmsChannelDep = Annotated[SmsChannel, Depends(get_sms_channel)]
 PagerDep = Annotated[Pager | None, Depends(get_pager)]
+FanoutDep = Annotated[Fanout | None, Depends(get_fanout)]
 
 
 def client_ip(conn: HTTPConnection, trust_forwarded: bool) -> str:

@@ -39,6 +39,26 @@ class Unauthorized(CareLineError):
     patient_message = MessageText("errors.unauthorized")
 
 
+class LoginFailed(Unauthorized):
+    """A staff login refused: one answer for an unknown email, a wrong password or a disabled account."""
+
+    code = "login_failed"
+
+
+class Forbidden(CareLineError):
+    """A staff member without the right to this (an agent on a supervisor's page, another's conversation)."""
+
+    status_code = 403
+    code = "forbidden"
+    patient_message = MessageText("errors.unauthorized")
+
+
+class CsrfFailed(Forbidden):
+    """A staff request that changes something came without the session's X-CSRF-Token."""
+
+    code = "csrf_failed"
+
+
 class DuplicateInProgress(CareLineError):
     status_code = 409
     code = "duplicate_in_progress"
@@ -82,6 +102,12 @@ class RateLimited(CareLineError):
     def __init__(self, detail: str | None = None, retry_after: int = 60):
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class LockedOut(RateLimited):
+    """A staff account locked after repeated failed logins (429 with Retry-After, as RateLimited)."""
+
+    code = "locked_out"
 
 
 class PayloadTooLarge(CareLineError):

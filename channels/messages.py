@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 HOLDING = "holding"  # the OutboundMessage.kind of "a member of our team will reply" (channels/pipeline.py)
+AWAY = "away"  # nobody on shift: when a reply will come (channels/pipeline.py)
 
 
 @dataclass(frozen=True)

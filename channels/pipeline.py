@@ -14,6 +14,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from careline.contracts import Control, Handoff, NextPage
@@ -27,7 +28,7 @@ from channels.errors import (
     StoreUnavailable,
     UpstreamUnavailable,
 )
-from channels.messages import HOLDING, InboundMessage, OutboundMessage
+from channels.messages import AWAY, HOLDING, InboundMessage, OutboundMessage
 from channels.pseudonym import conversation_key
 from channels.rasa_client import RasaClient
 from channels.safety import RedFlagScreen, SafetyScreen, ScreenOutcome, ScreenResult
@@ -49,6 +50,15 @@ def fail_closed_message() -> OutboundMessage:
 
 def screen_failed_message() -> OutboundMessage:
     return OutboundMessage(msg("gateway.screen_failed"), role="system")
+
+
+def describe_opening(opening: datetime) -> str:
+    """When staffed hours begin, as a patient reads it in the clinic's time zone: "today at 8:00 AM",
+    "tomorrow at 8:00 AM", "Monday at 8:00 AM"."""
+    now = datetime.now(opening.tzinfo)
+    ahead = (opening.date() - now.date()).days
+    day = "today" if ahead == 0 else "tomorrow" if ahead == 1 else opening.strftime("%A")
+    return f"{day} at {opening.strftime('%I:%M %p').lstrip('0')}"
 
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -89,6 +99,7 @@ class Gateway:
         audit=None,
         cipher=None,
         pager=None,
+        shift=None,
     ):
         self.store = store
         self.rasa = rasa
@@ -98,6 +109,7 @@ class Gateway:
         self.audit = audit
         self.cipher = cipher  # encrypts the one address kept at rest: an SMS number, needed to reply
         self.pager = pager  # channels.paging.Pager: the kept pages of SMS replies
+        self.shift = shift  # channels.staff.shifts.Shift: is anyone on shift to take a hand-off
 
     def key_for(self, channel: str, address: str) -> str:
         return conversation_key(self.secret, channel, address)
@@ -147,11 +159,13 @@ class Gateway:
                 # The key was first used for another message. This one is still screened and acted on.
                 log.warning("idempotency conflict conversation=%s", key)
                 flagged = result is not None and result.escalate
+                replies = list(result.replies) if flagged else []
                 if flagged:
                     await self.store.append(key, "user", text=message.text)
-                    owner = await self._act_on_screen(key, owner, message, result)
-                    await self.store.append(key, "system", list(result.replies))
-                raise IdempotencyConflict(replies=list(result.replies) if flagged else [])
+                    owner, away = await self._act_on_screen(key, owner, message, result)
+                    replies += away
+                    await self.store.append(key, "system", replies)
+                raise IdempotencyConflict(replies=replies)
             if not claim.claimed:
                 if claim.previous is None:
                     raise DuplicateInProgress()
@@ -170,31 +184,57 @@ class Gateway:
             await self.store.complete(key, message.message_id, text_digest, replies)
         return HandleResult(key, owner, replies)
 
-    async def _act_on_screen(self, key: str, owner: Owner, message: InboundMessage, result: ScreenResult) -> Owner:
+    async def _act_on_screen(
+        self, key: str, owner: Owner, message: InboundMessage, result: ScreenResult
+    ) -> tuple[Owner, list[OutboundMessage]]:
         """A flagged message: the conversation goes to staff at top priority (or, if staff own it,
-        they are alerted), and the audit trail records it."""
+        they are alerted), and the audit trail records it. Returns the owner and any notice for
+        the patient (nobody on shift)."""
         before = owner
+        notices: list[OutboundMessage] = []
         if result.escalate:
             reason = f"safety:{result.rule}"
             if owner is Owner.STAFF:  # staff keep the conversation; it is flagged to them at top priority
                 await self.store.flag(key, priority=result.outcome, reason=reason)
             else:
                 owner = Owner.WAITING_FOR_STAFF
-                await self.store.set_owner(
-                    key,
-                    owner,
-                    reason=reason,
-                    priority=result.outcome,
-                    summary={
-                        "reason": reason,
-                        "outcome": result.outcome,
-                        "category": result.category,
-                        "rules": list(result.rules),
-                    },
-                )
+                summary = {
+                    "reason": reason,
+                    "outcome": result.outcome,
+                    "category": result.category,
+                    "rules": list(result.rules),
+                }
+                notices = await self._to_staff(key, reason, summary, result.outcome)
             log.warning("safety screen hit conversation=%s outcome=%s rules=%s", key, result.outcome, result.rule)
         await self._audit(key, message, result, before, owner)
-        return owner
+        return owner, notices
+
+    async def _to_staff(self, key: str, reason: str, summary: dict | None, priority: str) -> list[OutboundMessage]:
+        """Queue the conversation for staff; when nobody is on shift, it is a call-back request and
+        the patient is told honestly when to expect a reply (with the emergency numbers)."""
+        notice = await self._off_shift_notice()
+        await self.store.set_owner(
+            key, Owner.WAITING_FOR_STAFF, reason=reason, summary=summary, priority=priority, callback=bool(notice)
+        )
+        return [notice] if notice else []
+
+    async def _off_shift_notice(self) -> OutboundMessage | None:
+        if self.shift is None:
+            return None
+        try:
+            staffed, opening = await self.shift.staffed()
+        except Exception as exc:  # unknown: say nothing more than the holding message already says
+            log.error("staff presence unavailable error=%s", type(exc).__name__)
+            return None
+        if staffed:
+            return None
+        if opening is None:
+            return OutboundMessage(msg("staff.nobody_online"), role="system", kind=AWAY)
+        return OutboundMessage(
+            msg("staff.after_hours", when=describe_opening(opening), clinic_phone=self.shift.clinic_phone),
+            role="system",
+            kind=AWAY,
+        )
 
     async def _process(
         self, key: str, owner: Owner, message: InboundMessage, result: ScreenResult | None
@@ -202,11 +242,12 @@ class Gateway:
         await self.store.append(key, "user", text=message.text)
         notices: list[OutboundMessage] = []
         if result is not None:
-            owner = await self._act_on_screen(key, owner, message, result)
+            owner, away = await self._act_on_screen(key, owner, message, result)
             if not result.proceed:
-                await self.store.append(key, "system", list(result.replies))
-                return list(result.replies), owner
-            notices = list(result.replies)
+                replies = list(result.replies) + away
+                await self.store.append(key, "system", replies)
+                return replies, owner
+            notices = list(result.replies) + away
 
         replies, owner = await self._route(key, owner, message)
         if notices:
@@ -271,23 +312,26 @@ class Gateway:
             log.error("assistant gave no reply conversation=%s: failing closed to staff", key)
             return await self._fail_closed(key, "assistant_silent")
 
+        away: list[OutboundMessage] = []
         for control in reply.controls:
-            owner = await self._apply_control(key, control, owner)
+            owner, notices = await self._apply_control(key, control, owner)
+            away += notices
         messages = reply.messages
         if any(isinstance(control, NextPage) for control in reply.controls):
             messages = await self._next_page(key) or messages
         if not messages and owner is Owner.WAITING_FOR_STAFF:
             messages = [holding_message()]
         await self.store.append(key, "bot", messages)
+        await self.store.append(key, "system", away)
+        messages = messages + away
         log.info("answered conversation=%s replies=%d owner=%s", key, len(messages), owner.value)
         return messages, owner
 
     async def _fail_closed(self, key: str, reason: str) -> tuple[list[OutboundMessage], Owner]:
-        owner = Owner.WAITING_FOR_STAFF
-        await self.store.set_owner(key, owner, reason=reason)
-        message = fail_closed_message()
-        await self.store.append(key, "system", [message])
-        return [message], owner
+        away = await self._to_staff(key, reason, None, "normal")
+        messages = [fail_closed_message(), *away]
+        await self.store.append(key, "system", messages)
+        return messages, Owner.WAITING_FOR_STAFF
 
     async def _screen(self, key: str, message: InboundMessage) -> ScreenResult | None:
         try:
@@ -317,16 +361,14 @@ class Gateway:
         rest = await self.pager.rest(key) if self.pager is not None else None
         return [OutboundMessage(rest)] if rest else None
 
-    async def _apply_control(self, key: str, control: Control, owner: Owner) -> Owner:
-        """What an action asked for (careline.contracts, read by the Rasa client)."""
+    async def _apply_control(self, key: str, control: Control, owner: Owner) -> tuple[Owner, list[OutboundMessage]]:
+        """What an action asked for (careline.contracts, read by the Rasa client), and any notice."""
         if isinstance(control, NextPage):
-            return owner
+            return owner, []
         if isinstance(control, Handoff):
             log.info("handoff conversation=%s reason=%s priority=%s", key, control.reason, control.priority)
-            await self.store.set_owner(
-                key, Owner.WAITING_FOR_STAFF, reason=control.reason, summary=control.summary, priority=control.priority
-            )
-            return Owner.WAITING_FOR_STAFF
+            away = await self._to_staff(key, control.reason, control.summary, control.priority)
+            return Owner.WAITING_FOR_STAFF, away
         log.info("closed conversation=%s reason=%s", key, control.reason)
         await self.store.set_owner(key, Owner.CLOSED, reason=control.reason)
-        return Owner.CLOSED
+        return Owner.CLOSED, []

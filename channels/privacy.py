@@ -2,9 +2,10 @@
 
 A conversation is named everywhere by its pseudonym (channels.pseudonym) and lives in:
   Redis, the gateway's keys (prefix p, channels/store.py and channels/sms.py): {p}:conv:{key},
-    {p}:transcript:{key}, {p}:dedupe:{key}:*, {p}:sms:options|more|optout:{key} (options and more
-    encrypted), the rate limiter's {p}:ratelimit:...{key}..., its member of {p}:retention and
-    {p}:staff:waiting, its entries in the {p}:staff:queue stream, an SMS still queued in
+    {p}:transcript:{key}, {p}:notes:{key} (staff notes), {p}:dedupe:{key}:*,
+    {p}:sms:options|more|optout:{key} (options and more encrypted), the rate limiter's
+    {p}:ratelimit:...{key}..., its member of {p}:retention, {p}:staff:waiting and
+    {p}:staff:assigned, its entries in the {p}:staff:queue stream, an SMS still queued in
     {p}:sms:in:{shard} (number and text, encrypted, until answered), and {p}:sms:seen|intent:{sid},
     {p}:sms:sent:{sid}:... (Twilio ids only, 24 h)
   Redis, Rasa's keys (key_prefix in bot/endpoints.yml): {r}:tracker:{key}, {r}:lock:{key}
@@ -173,6 +174,7 @@ class Privacy:
         return [
             self._k("conv", key),
             self._k("transcript", key),
+            self._k("notes", key),
             self._k("sms", "options", key),
             self._k("sms", "more", key),
             self._k("sms", "optout", key),
@@ -212,6 +214,7 @@ class Privacy:
         first = await r.zscore(self._k("retention"), key)
         waiting = await r.zscore(self._k("staff", "waiting"), key)
         transcript = [self._plain(_text(x)) for x in await r.lrange(self._k("transcript", key), 0, -1)]
+        notes = [self._plain(_text(x)) for x in await r.lrange(self._k("notes", key), 0, -1)]
         tracker_raw = await r.get(f"{self.rasa_prefix}:tracker:{key}")
         try:
             tracker = json.loads(tracker_raw) if tracker_raw is not None else None
@@ -232,6 +235,7 @@ class Privacy:
             },
             "conversation_state": conv,
             "transcript": transcript,
+            "staff_notes": notes,
             "staff": {"waiting": waiting is not None},
             "staff_queue": staff_queue,
             "rasa_tracker": tracker,
@@ -391,6 +395,7 @@ class Privacy:
 
             removed["redis_keys"] += await r.unlink(self._k("webtoken", token_hash(address)))
         removed["staff_waiting"] += await r.zrem(self._k("staff", "waiting"), key)
+        removed["staff_waiting"] += await r.zrem(self._k("staff", "assigned"), key)
         removed["staff_queue_entries"] += await self._xdel_where(
             self._k("staff", "queue"), lambda _eid, f: f.get("conversation") == key
         )
@@ -473,9 +478,10 @@ class Privacy:
                 for key in batch:
                     pipe.unlink(*self._direct_keys(key))
                 pipe.zrem(self._k("staff", "waiting"), *batch)
+                pipe.zrem(self._k("staff", "assigned"), *batch)
                 results = await pipe.execute()
-            counts["redis_keys"] += sum(results[:-1])
-            counts["staff_waiting"] += results[-1]
+            counts["redis_keys"] += sum(results[:-2])
+            counts["staff_waiting"] += results[-2] + results[-1]
             rows = await asyncio.to_thread(self._delete_sql, batch, None)
             for table, n in rows.items():
                 counts[f"sql_{table}"] += n

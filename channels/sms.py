@@ -165,6 +165,10 @@ class SmsTexts:
         return msg("sms.unreadable", reason=reason)
 
 
+class CannotText(Exception):
+    """A text that must not or cannot be sent (an opted-out number, a number not kept)."""
+
+
 class LeaseLost(Exception):
     """This process no longer holds the shard's lease: stop, leave the entry pending for the owner."""
 
@@ -369,6 +373,28 @@ class SmsChannel:
             log.info("sms duplicate webhook conversation=%s", key)
             return
         log.info("sms queued conversation=%s kind=%s", key, progress.kind)
+
+    async def queue_from_staff(self, key: str, reply_id: str, text: str) -> None:
+        """A staff member's reply to an SMS conversation: queued on the conversation's shard, so it
+        goes out in order with the bot's replies, exactly once, through the same sender. Raises
+        CannotText when the number opted out or is not kept."""
+        if await self.records.opted_out(key):
+            raise CannotText("this number has opted out of texts (STOP): it cannot be messaged")
+        address_enc = await self.redis.hget(f"{self.prefix}:conv:{key}", "address_enc")
+        if not address_enc:
+            raise CannotText("the number of this conversation is not kept: it cannot be messaged")
+        entry = {
+            "sid": f"staff-{reply_id}",
+            "from_enc": decoded(address_enc),
+            "body_enc": self.cipher.encrypt(text),
+            "kind": "staff",
+            "received": repr(time.time()),
+        }
+        flat = [x for pair in entry.items() for x in pair]
+        await self._enqueue(
+            keys=[self._k("seen", entry["sid"]), self._stream(self.shard_of(key))], args=[self.dedupe_ttl, *flat]
+        )
+        log.info("sms staff reply queued conversation=%s", key)
 
     async def _unqueued_reply(
         self, key: str, message: InboundMessage, progress: _Progress, screen: asyncio.Task | None
@@ -786,6 +812,9 @@ class SmsChannel:
             return
         if kind == "help":
             await self._deliver(key, data, [self.texts.help], force=True)
+            return
+        if kind == "staff":  # a person's reply, sent as written (paged like any reply; no opt-out override)
+            await self._send_text(key, data, data["body"])
             return
         if await self.records.opted_out(key):
             log.info("sms from an opted-out number conversation=%s: not answered", key)

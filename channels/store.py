@@ -4,12 +4,17 @@ Keys (prefix `careline` by default); `key` is the conversation's pseudonym (chan
   {p}:conv:{key}        hash: channel, owner, reason, priority, summary, created_at, updated_at, and for
                         SMS only address_enc (the number, encrypted: it is needed to reply). No raw
                         address or web token is kept.
-  {p}:transcript:{key}  list of JSON {role, text, buttons, ts}, capped
+  {p}:transcript:{key}  list of JSON {role, text, buttons, ts, seq}, capped; seq counts from 1 per
+                        conversation (the hash's `seq` holds the last one)
+  {p}:events:{key}      pub/sub channel: every transcript item as it is appended, and console events
   {p}:dedupe:{key}:{id} the message's digest while pending, then JSON {digest, replies}
   {p}:webtoken:{sha256} a web chat token the server issued (only its hash is kept)
   {p}:retention         sorted set: conversation → time of its first message (the retention sweep)
   {p}:staff:queue       stream of hand-offs {conversation, reason, priority, ts}: ids only, no text
-  {p}:staff:waiting     sorted set of conversations waiting for staff, most urgent first
+  {p}:staff:waiting     sorted set of conversations waiting for staff, most urgent first (queue_score)
+  {p}:staff:assigned    sorted set of conversations staff hold → when claimed (channels/staff/desk.py)
+  {p}:staff:events      pub/sub channel of the consoles: queue changes and alerts, ids only
+  {p}:notes:{key}       list of JSON staff notes {text, author, author_id, ts}: never shown to the patient
 
 Retention: the conversation hash and transcript expire `retention` seconds after the first
 message, and no later message extends that; the staff queue stream drops older entries as it grows.
@@ -45,8 +50,10 @@ RASA_KEY_PREFIX = "careline"
 PRIORITY_RANK = {"emergency": 0, "crisis": 0, "screen_error": 0, "urgent": 1, "normal": 2}
 
 
-def _score(priority: str, now: float) -> float:
-    return PRIORITY_RANK.get(priority, 2) * 1e10 + now
+def queue_score(priority: str, since: float, callback: bool = False) -> float:
+    """The staff queue's order: most urgent first; within a priority, call-back requests (left while
+    nobody was on shift) first, then the longest waiting. Times stay below 1e10 until 2286."""
+    return PRIORITY_RANK.get(priority, 2) * 1e10 + since - (5e9 if callback else 0)
 
 
 def digest(text: str) -> str:
@@ -76,13 +83,21 @@ return redis.call('HGET', ck, 'owner')
 """
 
 # Append to a transcript that expires with its conversation (retention counted from the first message).
+# Each item gets the conversation's next sequence number (the cursor of GET /api/messages) and is
+# published on the conversation's event channel, where the staff console and an open widget listen.
 _APPEND = """
-local tk, ck = KEYS[1], KEYS[2]
-redis.call('RPUSH', tk, unpack(ARGV, 4))
+local tk, ck, ek = KEYS[1], KEYS[2], KEYS[3]
+local n = #ARGV - 3
+local last = redis.call('HINCRBY', ck, 'seq', n)
+for i = 4, #ARGV do
+  local item = string.sub(ARGV[i], 1, -2) .. ',"seq":' .. (last - n + i - 3) .. '}'
+  redis.call('RPUSH', tk, item)
+  redis.call('PUBLISH', ek, item)
+end
 redis.call('LTRIM', tk, -tonumber(ARGV[1]), -1)
 local created = tonumber(redis.call('HGET', ck, 'created_at') or ARGV[3])
 redis.call('EXPIREAT', tk, math.floor(created + tonumber(ARGV[2])))
-return 1
+return last
 """
 
 
@@ -145,32 +160,47 @@ class ConversationStore:
         reason: str | None = None,
         summary: dict[str, Any] | None = None,
         priority: str = "normal",
+        callback: bool = False,
     ) -> None:
+        """Give the conversation to `owner`. Waiting for staff: queued by priority, its wait counted
+        from the first hand-off (a later one neither restarts the clock nor lowers the priority);
+        `callback`: nobody was on shift, the patient was told when to expect a reply."""
         now = time.time()
         mapping = {"owner": owner.value, "updated_at": str(now)}
         if reason is not None:
             mapping["reason"] = reason
         if summary is not None:
             mapping["summary"] = json.dumps(summary)
-        current = await self.redis.hget(self._k("conv", key), "priority")
-        if owner is Owner.WAITING_FOR_STAFF:
+        current = await self.redis.hmget(self._k("conv", key), "priority", "handoff_at", "callback", "owner")
+        current_priority, handoff_at, was_callback, was_owner = (decoded(v) for v in current)
+        waiting = owner is Owner.WAITING_FOR_STAFF
+        if waiting:
             # a later, calmer hand-off never lowers a conversation's priority
-            if current is not None and PRIORITY_RANK.get(decoded(current), 2) < PRIORITY_RANK.get(priority, 2):
-                priority = decoded(current)
+            if current_priority is not None and PRIORITY_RANK.get(current_priority, 2) < PRIORITY_RANK.get(priority, 2):
+                priority = current_priority
             mapping["priority"] = priority
+            since = float(handoff_at) if handoff_at and was_owner == Owner.WAITING_FOR_STAFF else now
+            mapping["handoff_at"] = str(since)
+            callback = callback or was_callback == "1"
+            if callback:
+                mapping["callback"] = "1"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._k("conv", key), mapping=mapping)
-            if owner is Owner.WAITING_FOR_STAFF:
+            if waiting:
                 pipe.xadd(
                     self._k("staff", "queue"),
                     {"conversation": key, "reason": reason or "", "priority": priority, "ts": str(now)},
                     minid=self._oldest_kept_id(now),
                     approximate=True,
                 )
-                pipe.zadd(self._k("staff", "waiting"), {key: _score(priority, now)})
+                pipe.zadd(self._k("staff", "waiting"), {key: queue_score(priority, since, callback)})
             else:
                 pipe.zrem(self._k("staff", "waiting"), key)
-                pipe.hdel(self._k("conv", key), "priority")
+                pipe.hdel(self._k("conv", key), "priority", "handoff_at", "callback")
+            if owner is not Owner.STAFF:
+                pipe.zrem(self._k("staff", "assigned"), key)
+                pipe.hdel(self._k("conv", key), "assignee", "assignee_name", "claimed_at")
+            pipe.publish(self._k("staff", "events"), json.dumps({"type": owner.value, "id": key, "priority": priority}))
             await pipe.execute()
 
     def _oldest_kept_id(self, now: float) -> str:
@@ -190,6 +220,9 @@ class ConversationStore:
                 minid=self._oldest_kept_id(now),
                 approximate=True,
             )
+            alert = json.dumps({"type": "alert", "id": key, "priority": priority, "reason": reason})
+            pipe.publish(self._k("staff", "events"), alert)
+            pipe.publish(self.events_channel(key), alert)
             await pipe.execute()
 
     async def waiting_for_staff(self, count: int = 100) -> list[str]:
@@ -202,21 +235,36 @@ class ConversationStore:
 
     # --- transcript ------------------------------------------------------------------------
     async def append(
-        self, key: str, role: str, messages: list[OutboundMessage] | None = None, text: str | None = None
-    ) -> None:
+        self,
+        key: str,
+        role: str,
+        messages: list[OutboundMessage] | None = None,
+        text: str | None = None,
+        **extra: Any,
+    ) -> int:
+        """Append to the transcript; returns the last item's sequence number (0 when nothing was
+        added). `extra` fields (e.g. `push`, `sender`) go into every item appended."""
         items = []
         now = time.time()
         if text is not None:
-            items.append(json.dumps({"role": role, "text": text, "buttons": [], "ts": now}))
+            items.append(json.dumps({"role": role, "text": text, "buttons": [], "ts": now, **extra}))
         for m in messages or ():
             kind = {"kind": m.kind} if m.kind else {}
-            items.append(json.dumps({**m.to_dict(), "role": m.role, **kind, "ts": now}))
+            items.append(json.dumps({**m.to_dict(), "role": m.role, **kind, "ts": now, **extra}))
         if not items:
-            return
-        await self._append(
-            keys=[self._k("transcript", key), self._k("conv", key)],
+            return 0
+        return await self._append(
+            keys=[self._k("transcript", key), self._k("conv", key), self.events_channel(key)],
             args=[self.transcript_max, self.retention, repr(now), *items],
         )
+
+    def events_channel(self, key: str) -> str:
+        """The conversation's pub/sub channel: transcript items and console events (typing, owner)."""
+        return self._k("events", key)
+
+    async def publish(self, key: str, event: dict[str, Any]) -> None:
+        """An event that is not kept in the transcript (typing, a change of owner)."""
+        await self.redis.publish(self.events_channel(key), json.dumps(event))
 
     async def transcript(self, key: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in await self.redis.lrange(self._k("transcript", key), 0, -1)]

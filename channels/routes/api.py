@@ -1,4 +1,5 @@
-"""The JSON API: `POST /api/messages`.
+"""The JSON API: `POST /api/messages`, and `GET /api/messages` to poll for what was said since a
+cursor (staff replies, which come outside a request of the integration's).
 
 At the edge, in this order: the bearer token (when API_TOKEN is set), JSON only, the client's rate
 limit, the body read with a cap, its fields checked; then the conversation's rate limit (which an
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from channels.deps import ClientKeyDep, GatewayDep, LimitsDep, PagerDep, SettingsDep
+from channels.deps import ClientKeyDep, GatewayDep, LimitsDep, PagerDep, SettingsDep, StoreDep
 from channels.errors import InvalidMessage, Unauthorized, UnsupportedMediaType
 from channels.http_limits import read_body_capped
 from channels.messages import InboundMessage
@@ -95,4 +96,30 @@ async def api_messages(message: ApiMessage, gateway: GatewayDep, limits: LimitsD
             "owner": result.owner.value,
             "messages": [m.to_dict() for m in result.replies],
         }
+    )
+
+
+@router.get("/api/messages", dependencies=[Depends(require_api_token), Depends(client_within_limit)])
+async def api_poll(
+    conversation_id: str, gateway: GatewayDep, store: StoreDep, after: int = 0, limit: int = 100
+) -> JSONResponse:
+    """The conversation's messages after the cursor `after` (0: from the start of what is kept),
+    oldest first, at most `limit`; `cursor` is what to send as `after` next time."""
+    if not API_CONVERSATION_ID.match(conversation_id):
+        raise InvalidMessage("conversation_id must be a string of 1-128 letters, digits or ._:@+-")
+    if after < 0 or not 1 <= limit <= 500:
+        raise InvalidMessage("after must be >= 0 and limit between 1 and 500")
+    key = gateway.key_for("api", conversation_id)
+    owner = await store.owner(key)
+    if owner is None:
+        return JSONResponse({"error": "not_found", "detail": "no such conversation"}, status_code=404)
+    items = [m for m in await store.transcript(key) if m.get("seq", 0) > after][:limit]
+    messages = [
+        {"text": m.get("text", ""), "buttons": m.get("buttons", []), "role": m.get("role", "bot"), "cursor": m["seq"]}
+        | ({"sender": m["sender"]} if m.get("sender") else {})
+        for m in items
+    ]
+    cursor = messages[-1]["cursor"] if messages else after
+    return JSONResponse(
+        {"conversation_id": conversation_id, "owner": owner.value, "messages": messages, "cursor": cursor}
     )

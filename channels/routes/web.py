@@ -5,6 +5,8 @@ ALLOWED_ORIGINS."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -14,12 +16,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect, WebSocketException, status
 from fastapi.responses import HTMLResponse, Response
 
-from channels.deps import ClientKeyDep, GatewayDep, LimitsDep, OriginsDep, SettingsDep, StoreDep
+from channels.deps import ClientKeyDep, FanoutDep, GatewayDep, LimitsDep, OriginsDep, SettingsDep, StoreDep
 from channels.errors import CareLineError, InvalidMessage, RateLimited, StoreUnavailable
 from channels.messages import InboundMessage
 from channels.pipeline import Gateway
 from channels.ratelimit import RateLimits
 from channels.routes.edge import error_body, within_conversation_limit
+from channels.staff.fanout import Fanout
 from channels.store import ConversationStore
 
 log = logging.getLogger(__name__)
@@ -63,9 +66,11 @@ async def web_socket(
     store: StoreDep,
     limits: LimitsDep,
     client: ClientKeyDep,
+    fanout: FanoutDep,
 ) -> None:
     await ws.accept()
     token: str | None = None
+    live = LiveReplies(ws, fanout, store)
     try:
         while True:
             data = await _read_frame(ws, settings.max_ws_frame_bytes)
@@ -74,12 +79,72 @@ async def web_socket(
             kind = data.get("type")
             if kind == "hello":
                 token = await _web_session(ws, store, gateway, data.get("conversation_token"))
+                if token is not None:
+                    live.follow(gateway.key_for("web", token))
             elif kind == "message":
                 await _web_message(ws, limits, gateway, client, token, data)
             else:
                 await _send_error(ws, "invalid_message", "type must be hello or message")
     except WebSocketDisconnect:
         return
+    finally:
+        await live.stop()
+
+
+class LiveReplies:
+    """What staff say in this conversation, pushed into the open widget as it happens (from any
+    gateway process, through channels/staff/fanout.py): their messages and notices (transcript
+    items marked `push`), that a person joined or left, that they are typing, a change of owner."""
+
+    def __init__(self, ws: WebSocket, fanout: Fanout | None, store: ConversationStore):
+        self.ws, self.fanout, self.store = ws, fanout, store
+        self.queue: asyncio.Queue = asyncio.Queue(256)
+        self.channel: str | None = None
+        self.task: asyncio.Task | None = None
+
+    def follow(self, key: str) -> None:
+        if self.fanout is None:
+            return
+        if self.channel is not None:
+            self.fanout.unlisten(self.channel, self.queue)
+        self.channel = self.store.events_channel(key)
+        self.fanout.add(self.channel, self.queue)
+        if self.task is None:
+            self.task = asyncio.create_task(self._forward())
+
+    async def _forward(self) -> None:
+        while True:
+            event = await self.queue.get()
+            frame = widget_frame(event)
+            if frame is not None:
+                with contextlib.suppress(Exception):  # the socket closed meanwhile
+                    await self.ws.send_json(frame)
+
+    async def stop(self) -> None:
+        if self.fanout is not None and self.channel is not None:
+            self.fanout.unlisten(self.channel, self.queue)
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+def widget_frame(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The frame the widget gets for a conversation event, or None for what it already has (the
+    replies to its own messages) or must not see."""
+    kind = event.get("type")
+    if kind == "agent":
+        return {"type": "agent", "state": event.get("state"), "name": event.get("name")}
+    if kind == "typing":
+        return {"type": "typing", "name": event.get("name")}
+    if kind == "owner":
+        return {"type": "owner", "owner": event.get("owner")}
+    if event.get("push") and "text" in event:
+        frame = {"type": "message", "role": event.get("role", "staff"), "text": event["text"]}
+        frame["buttons"] = event.get("buttons", [])
+        if event.get("sender"):
+            frame["sender"] = event["sender"]
+        return frame
+    return None
 
 
 async def _send_error(ws: WebSocket, error: str, detail: str) -> None:
@@ -112,6 +177,7 @@ async def _web_session(ws: WebSocket, store: ConversationStore, gateway: Gateway
         history = (
             [
                 {"role": m["role"], "text": m["text"], "buttons": m.get("buttons", [])}
+                | ({"sender": m["sender"]} if m.get("sender") else {})
                 for m in await store.transcript(key)
             ]
             if known

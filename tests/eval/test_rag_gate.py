@@ -57,7 +57,7 @@ def test_recall_abstention_and_wrong_answers(report):
     assert report["wrong_answer_rate"] <= 0.05, report["wrong_answer_rate"]
     # Abstaining on everything would pass the line above: keep answering most answerable questions.
     assert report["answered_rate"] >= 0.6, report["answered_rate"]
-    assert report["latency_ms"]["p95"] <= 100, report["latency_ms"]
+    # Latency is a figure of `make bench` (careline.bench_kb), not a gate on a shared test machine.
     assert {"recall@1", "recall@5", "mrr", "answered_rate", "latency_ms", "cases"} <= set(report)
 
 

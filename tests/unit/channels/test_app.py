@@ -20,6 +20,16 @@ from tests.unit.channels.fake_services import FakeGateway, Fakes, FakeSms, app_w
 
 SMS = {"twilio_account_sid": "AC" + "1" * 32, "twilio_auth_token": "a" * 32, "twilio_phone_number": "+15555550100"}
 WEB = {("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/api/messages"), ("GET", "/chat"), ("GET", "/widget.js")}
+STAFF = {("GET", "/staff"), ("GET", "/staff/{name}"), ("GET", "/staff/api/me"), ("POST", "/staff/api/login")}
+STAFF |= {("POST", "/staff/api/logout"), ("GET", "/staff/api/queue"), ("GET", "/staff/api/staff")}
+STAFF |= {("POST", "/staff/api/presence"), ("GET", "/staff/api/canned"), ("POST", "/staff/api/canned")}
+STAFF |= {("DELETE", "/staff/api/canned/{reply_id}"), ("GET", "/staff/api/audit")}
+STAFF |= {("GET", "/staff/api/conversations/{key}"), ("GET", "/api/messages")}
+STAFF |= {
+    ("POST", f"/staff/api/conversations/{{key}}/{action}")
+    for action in ("reveal", "claim", "release", "transfer", "messages", "typing", "notes", "return-to-bot", "close")
+}
+WEB |= STAFF
 
 
 def wired(app) -> set[tuple[str, str]]:

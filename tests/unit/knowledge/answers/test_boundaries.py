@@ -104,4 +104,5 @@ def test_a_long_hostile_message_is_decided_in_linear_time():
     text = ("do i need to " * 160)[:2000] + "!"
     start = time.perf_counter()
     assert boundary(text) is None
-    assert (time.perf_counter() - start) * 1000 < 50
+    # Guards against a return of backtracking (seconds), not a speed figure: that is `make bench`.
+    assert time.perf_counter() - start < 0.5
