@@ -41,7 +41,9 @@ async def desk(redis):
 async def handed_off(desk: StaffDesk, key: str, priority: str = "normal", callback: bool = False) -> str:
     await desk.store.ensure(key, "web")
     await desk.store.append(key, "user", text="I want to talk to a person")
-    await desk.store.set_owner(key, Owner.WAITING_FOR_STAFF, reason="request_human", priority=priority, callback=callback)
+    await desk.store.set_owner(
+        key, Owner.WAITING_FOR_STAFF, reason="request_human", priority=priority, callback=callback
+    )
     return key
 
 
