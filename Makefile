@@ -79,7 +79,10 @@ format: install
 validate: $(VENV_RASA)/.installed
 	RASA_TELEMETRY_ENABLED=false $(RASA) data validate -c bot/config.yml -d bot/domain --data bot/data
 
-test: install lint validate train test-tools kb
+# The steps before the tests are independent: run side by side, training Rasa and embedding the
+# knowledge base share the two cores (each alone leaves about half of one idle).
+test: install
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint validate train test-tools kb
 	$(VENV)/bin/python -m pytest -q
 
 # The offline unit tier: no Redis, PostgreSQL, Rasa or browser (tests/unit/conftest.py enforces it).

@@ -478,6 +478,7 @@ def _running_banner(stack: Stack, host: str, port: int) -> str:
         f"\nCareLine is running.\n  Web chat:   {base}/chat\n"
         f'  Widget:     <script src="{base}/widget.js" defer></script>\n'
         f"  API:        POST {base}/api/messages\n  Health:     {base}/readyz\n"
+        f"  Staff:      {base}/staff (first account: .venv/bin/careline staff add EMAIL --role supervisor)\n"
         f"  Redis:      {'embedded, data in var/redis' if 'redis' in stack.services else 'REDIS_URL'}\n"
         + (
             f"  SMS:        POST {base}/sms/twilio (Twilio webhook), {base}/sms/twilio/status (status callback)\n"

@@ -20,7 +20,7 @@ from channels.deps import SettingsDep, get_staff_console
 from channels.errors import CareLineError, InvalidMessage
 from channels.http_limits import read_body_capped
 from channels.staff.audit import StaffAction
-from channels.staff.auth import StaffAuth, csrf_checked, current_staff, get_staff_auth, supervisor
+from channels.staff.auth import StaffAuth, csrf_checked, current_staff, get_staff_auth, record, supervisor
 from channels.staff.canned import CannedError
 from channels.staff.console import StaffConsole
 from channels.staff.desk import Actor, DeskError
@@ -113,7 +113,7 @@ async def presence(session: Writer, data: Body, console: ConsoleDep, auth: AuthD
     if state not in ("online", "away"):
         raise InvalidMessage('status must be "online" or "away"')
     await console.presence.set(session.staff_id, session.display_name, state)
-    await auth.audit.record(session.staff_id, StaffAction.PRESENCE, detail=state)
+    await record(auth, session.staff_id, StaffAction.PRESENCE, detail=state)
     await console.desk.announce({"type": "presence", "staff": session.staff_id, "status": state})
     return {"status": state}
 
@@ -125,8 +125,24 @@ async def conversation(key: str, session: Reader, console: ConsoleDep, auth: Aut
         view = await console.conversation(key)
     except DeskError as exc:
         return desk_error(exc)
-    await auth.audit.record(session.staff_id, StaffAction.OPEN, key)
+    if not may_read(session, view):
+        name = view.get("assignee_name") or "another agent"
+        return JSONResponse({"error": "forbidden", "detail": f"{name} has this conversation"}, status_code=403)
+    await record(auth, session.staff_id, StaffAction.OPEN, conversation=key)
     return JSONResponse(view)
+
+
+def may_read(session: StaffSession, info: dict[str, Any]) -> bool:
+    """Minimum necessary: an agent reads the queue's conversations and their own, not a colleague's
+    (a supervisor reads all)."""
+    assignee = info.get("assignee")
+    held_by_another = info.get("owner") == Owner.STAFF and assignee not in (
+        None,
+        "",
+        session.staff_id,
+        str(session.staff_id),
+    )
+    return session.is_supervisor or not held_by_another
 
 
 @router.post("/staff/api/conversations/{key}/reveal")
@@ -137,7 +153,7 @@ async def reveal(key: str, session: Writer, console: ConsoleDep, auth: AuthDep) 
         view = await console.conversation(key, reveal=True)
     except DeskError as exc:
         return desk_error(exc)
-    await auth.audit.record(session.staff_id, StaffAction.REVEAL, key)
+    await record(auth, session.staff_id, StaffAction.REVEAL, conversation=key)
     return JSONResponse({"patient": view["patient"]})
 
 
@@ -149,7 +165,7 @@ async def _act(
         result = await work
     except DeskError as exc:
         return desk_error(exc)
-    await auth.audit.record(session.staff_id, action, key, detail)
+    await record(auth, session.staff_id, action, conversation=key, detail=detail)
     return JSONResponse(result if result is not None else {"ok": True})
 
 
@@ -222,7 +238,7 @@ async def add_canned(session: Writer, data: Body, console: ConsoleDep, auth: Aut
         reply_id = await console.canned.add(data.get("title"), data.get("body"), session.staff_id)
     except CannedError as exc:
         raise InvalidMessage(str(exc)) from exc
-    await auth.audit.record(session.staff_id, StaffAction.CANNED_ADD, detail=f"id={reply_id}")
+    await record(auth, session.staff_id, StaffAction.CANNED_ADD, detail=f"id={reply_id}")
     return JSONResponse({"id": reply_id}, status_code=201)
 
 
@@ -232,14 +248,16 @@ async def delete_canned(reply_id: int, session: Writer, console: ConsoleDep, aut
         return JSONResponse({"error": "forbidden", "detail": "only a supervisor manages canned replies"}, 403)
     if not await console.canned.delete(reply_id):
         return JSONResponse({"error": "not_found"}, status_code=404)
-    await auth.audit.record(session.staff_id, StaffAction.CANNED_DELETE, detail=f"id={reply_id}")
+    await record(auth, session.staff_id, StaffAction.CANNED_DELETE, detail=f"id={reply_id}")
     return Response(status_code=204)
 
 
 @router.get("/staff/api/audit")
 async def audit(session: Supervisor, auth: AuthDep, format: str = "json", limit: int = 1000) -> Response:
+    if format not in ("json", "csv"):
+        raise InvalidMessage('format must be "json" or "csv"')
     limit = max(1, min(limit, 10_000))
-    await auth.audit.record(session.staff_id, StaffAction.EXPORT_AUDIT, detail=f"format={format}")
+    await record(auth, session.staff_id, StaffAction.EXPORT_AUDIT, detail=f"format={format}")
     if format == "csv":
         text = await asyncio.to_thread(auth.audit.export_csv, limit=limit)
         return Response(
@@ -300,6 +318,9 @@ async def _console_commands(
                 return
             kind, key = data.get("type"), data.get("id")
             if kind == "watch" and isinstance(key, str) and len(key) <= 64:
+                if not may_read(session, await console.desk.store.info(key)):
+                    await ws.send_json({"type": "error", "error": "forbidden", "id": key})
+                    continue
                 watching.add(key)
                 console.fanout.add(console.desk.store.events_channel(key), queue)
             elif kind == "unwatch" and key in watching:

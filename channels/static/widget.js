@@ -11,6 +11,9 @@
  *   → hello {conversation_token}        ← session {conversation_token, history, owner}
  *   → message {text, client_message_id} ← ack {client_message_id, owner}, then message {role, text, buttons}…
  *                                        ← error {client_message_id, error, detail}
+ *   and, at any time, what clinic staff do (channels/routes/web.py, widget_frame):
+ *     ← message {role: "staff"|"system", text, buttons, sender?}   a reply or a notice, pushed
+ *     ← agent {state: "joined"|"left", name}   ← typing {name}   ← owner {owner}
  * Only the conversation token is kept, in sessionStorage; the transcript stays on the server.
  */
 (function () {
@@ -30,6 +33,7 @@
   const ROLES = ["user", "bot", "staff", "system"];
   const SPEAKER = { user: "You", bot: "CareLine", staff: "Clinic staff", system: "Notice" };
   const COUNTER_ANNOUNCE_AT = [0, 50, 200]; // characters left, smallest first
+  const STAFF_TYPING_MS = 6000; // staff consoles say "typing" at most every 3 s while they type
 
   // currentScript is only set while this file first runs, so read it now.
   const ownScript = document.currentScript || findOwnScript();
@@ -139,7 +143,9 @@
           }
         }
       }
-      items.push({ role, text, buttons: role === "user" ? [] : cleanButtons(raw.buttons) });
+      const item = { role, text, buttons: role === "user" ? [] : cleanButtons(raw.buttons) };
+      if (role === "staff" && typeof raw.sender === "string" && raw.sender) item.sender = raw.sender;
+      items.push(item);
     }
     return items;
   }
@@ -341,6 +347,8 @@
   40% { transform: translateY(-4px); opacity: 1; }
 }
 .careline-status { margin: 0; padding: 0 16px 6px; font-size: 14px; color: #4d5560; }
+.careline-staff-typing { margin: 0; padding: 0 16px 6px; font-size: 14px; font-style: italic; color: #12391f; }
+.careline-staff-typing:empty { padding: 0; }
 .careline-status:empty { padding: 0; }
 .careline-form {
   display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 8px; align-items: end;
@@ -498,6 +506,10 @@
         class: "careline-status", role: "status", "aria-live": "polite", "data-testid": "careline-status",
       });
       this.limitAnnouncer = el("p", { class: "careline-sr-only", "aria-live": "polite" });
+      // "Sam is typing…" from the clinic's staff console; always present so that it is announced
+      this.staffTyping = el("p", {
+        class: "careline-staff-typing", "aria-live": "polite", "data-testid": "careline-staff-typing",
+      });
 
       this.input = el("textarea", {
         id: "careline-input", class: "careline-input", rows: "1", maxlength: String(MAX_CHARS),
@@ -527,7 +539,7 @@
       });
       this.input.addEventListener("input", () => this.inputChanged());
 
-      this.panel.append(this.log, this.typing, this.status, this.form, this.limitAnnouncer);
+      this.panel.append(this.log, this.typing, this.staffTyping, this.status, this.form, this.limitAnnouncer);
       if (this.launcher) this.root.append(this.launcher);
       this.root.append(this.panel);
     }
@@ -602,11 +614,13 @@
     }
 
     // transcript
-    messageNode(role, text, buttons) {
+    messageNode(role, text, buttons, sender) {
       const node = el("div", { class: `careline-msg careline-msg--${role}`, "data-testid": "careline-msg", "data-role": role });
-      if (role === "staff") node.append(el("span", { class: "careline-speaker", "aria-hidden": "true", text: SPEAKER.staff }));
+      // a staff reply is named by its sender when the console gave one: "Sam (clinic staff)"
+      const speaker = role === "staff" && sender ? `${sender} (clinic staff)` : SPEAKER[role];
+      if (role === "staff") node.append(el("span", { class: "careline-speaker", "aria-hidden": "true", text: speaker }));
       const bubble = el("div", { class: "careline-bubble" }, [
-        el("span", { class: "careline-sr-only", text: `${SPEAKER[role]}: ` }),
+        el("span", { class: "careline-sr-only", text: `${speaker}: ` }),
       ]);
       appendLinkified(bubble, text);
       node.append(bubble);
@@ -681,6 +695,14 @@
       }
     }
 
+    /** "Sam is typing…" until their message comes, they stop (6 s) or the conversation moves on. */
+    setStaffTyping(name) {
+      clearTimeout(this.staffTypingTimer);
+      const text = name ? `${name} is typing…` : "";
+      if (this.staffTyping.textContent !== text) this.keepPinned(() => { this.staffTyping.textContent = text; });
+      if (name) this.staffTypingTimer = setTimeout(() => this.setStaffTyping(null), STAFF_TYPING_MS);
+    }
+
     setWaiting(waiting) {
       this.keepPinned(() => { this.typing.hidden = !waiting; });
       this.root.dataset.waiting = waiting ? "true" : "false";
@@ -726,7 +748,8 @@
       document.addEventListener("visibilitychange", () => {
         if (document.visibilityState !== "visible") return;
         this.conn.retryNow();
-        // Staff replies are not pushed yet: refresh the transcript when the patient comes back.
+        // Pushed staff replies are not kept for a socket that missed them (pub/sub keeps nothing):
+        // refresh the transcript when the patient comes back.
         if (this.owner !== "bot" && this.conn.ready && !this.outbox.length && !this.resyncing) this.conn.sendHello();
       });
     }
@@ -775,6 +798,12 @@
       else if (frame.type === "ack") this.onAck(frame);
       else if (frame.type === "message") this.onMessage(frame);
       else if (frame.type === "error") this.onError(frame);
+      else if (frame.type === "agent") this.onAgent(frame);
+      else if (frame.type === "typing") this.view.setStaffTyping(typeof frame.name === "string" && frame.name ? frame.name : "Clinic staff");
+      else if (frame.type === "owner" && typeof frame.owner === "string") {
+        this.owner = frame.owner;
+        if (frame.owner !== "staff") this.view.setStaffTyping(null);
+      }
       this.refresh();
     }
 
@@ -806,10 +835,35 @@
       this.shown.push({ key: itemKey({ role: "user", text: item.display, buttons: [] }), role: "user", node: item.node });
     }
 
+    /**
+     * A reply to the patient's message, or one pushed by staff at any time: either way it is
+     * shown where the server put it, before any message of ours still on its way, and the
+     * outbox (acks, re-sends) is not touched.
+     */
     onMessage(frame) {
       if (this.resyncing || typeof frame.text !== "string") return; // the coming session has it
       const role = ROLES.includes(frame.role) ? frame.role : "bot";
-      this.appendConfirmed({ role, text: frame.text, buttons: role === "user" ? [] : cleanButtons(frame.buttons) });
+      const item = { role, text: frame.text, buttons: role === "user" ? [] : cleanButtons(frame.buttons) };
+      if (role === "staff") {
+        if (typeof frame.sender === "string" && frame.sender) item.sender = frame.sender;
+        this.view.setStaffTyping(null);
+      }
+      this.appendConfirmed(item);
+    }
+
+    /**
+     * A person joined or left. Joining comes with the server's own notice ("Sam from the clinic
+     * team has joined…", a system message kept in the transcript), so it is not said twice;
+     * leaving (released back to the queue) has none, so it is said here.
+     */
+    onAgent(frame) {
+      if (frame.state === "joined") {
+        this.owner = "staff";
+      } else if (frame.state === "left") {
+        this.view.setStaffTyping(null);
+        const who = typeof frame.name === "string" && frame.name ? frame.name : "The staff member";
+        this.addLocal(this.view.messageNode("system", `${who} has left. Someone else from the team will reply here.`, []));
+      }
     }
 
     onError(frame) {
@@ -885,7 +939,7 @@
     }
 
     appendConfirmed(item) {
-      const node = this.view.messageNode(item.role, item.text, item.buttons);
+      const node = this.view.messageNode(item.role, item.text, item.buttons, item.sender);
       this.view.insert(node, this.firstPendingNode());
       this.shown.push({ key: itemKey(item), role: item.role, node, hasButtons: item.buttons.length > 0 });
     }

@@ -102,6 +102,7 @@ def test_a_hand_off_is_claimed_answered_and_handed_back(api, sam, alex):
     taken = alex.post(f"/staff/api/conversations/{key}/claim")
     assert taken.status_code == 409 and taken.json()["name"] == "Sam"
     assert alex.post(f"/staff/api/conversations/{key}/messages", json={"text": "hi"}).status_code == 403
+    assert alex.get(f"/staff/api/conversations/{key}").status_code == 403  # a colleague's: not to read either
     assert key not in waiting_ids(sam)
 
     cursor = view["cursor"]

@@ -68,3 +68,38 @@ async def test_a_holding_message_kept_before_kinds_existed_still_counts(store):
     await store.redis.rpush(store._k("transcript", key), json.dumps(old))
     result = await gateway.handle(InboundMessage("web", "addr", "hello?"))
     assert result.replies == []
+
+
+async def off_shift_gateway(store: ConversationStore, hours: str, online: bool) -> Gateway:
+    from channels.staff.shifts import Presence, Shift, StaffedHours
+
+    presence = Presence(store.redis, store.prefix)
+    if online:
+        await presence.set(1, "Sam", "online")
+    shift = Shift(StaffedHours.parse(hours, "America/New_York"), presence, "(555) 555-0100")
+    return Gateway(store, UnreachableRasa(), "k" * 32, screen=PassThroughScreen(), shift=shift)
+
+
+@pytest.mark.parametrize(
+    ("hours", "online", "says"),
+    [
+        ("", True, None),  # always staffed, someone online: the usual hand-off
+        ("", False, "staff.nobody_online"),
+        ("sun 00:00-00:01", True, "staff.after_hours"),  # closed nearly all week, whoever is online
+    ],
+)
+async def test_a_hand_off_with_nobody_on_shift_says_when_a_reply_will_come(store, hours, online, says):
+    """Rasa is unreachable: the gateway fails closed to staff, and tells the truth about when."""
+    gateway = await off_shift_gateway(store, hours, online)
+    result = await gateway.handle(InboundMessage("web", "addr", "hello"))
+    assert result.owner is Owner.WAITING_FOR_STAFF and result.replies[0].text == msg("gateway.fail_closed")
+    info = await store.info(gateway.key_for("web", "addr"))
+    if says is None:
+        assert len(result.replies) == 1 and "callback" not in info
+        return
+    notice = result.replies[-1]
+    assert notice.kind == "away" and "911" in notice.text and info["callback"] == "1"
+    if says == "staff.after_hours":
+        assert "(555) 555-0100" in notice.text and " at " in notice.text
+    else:
+        assert notice.text == msg(says)
