@@ -104,6 +104,7 @@ def stack(redis_url, tmp_path_factory, twilio, embedding_site_port):
         twilio,
         # every test speaks from 127.0.0.1 (tests/security/test_ratelimit.py tests the per-client limit)
         RATE_LIMIT_CLIENT="100000/minute",
+        STAFF_LOGIN_RATE_LIMIT="10000/minute",  # the throttle itself: tests/integration/channels/staff
         ALLOWED_ORIGINS=f"http://127.0.0.1:{embedding_site_port}",
     ) as s:
         yield s

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 COOKIE_NAME = "careline_staff"
 COOKIE_PATH = "/staff"
+BACKGROUND_HEADER = "X-Staff-Background"
 CSRF_HEADER = "X-CSRF-Token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # An email (254) and a password (256) in JSON, with room to spare.
@@ -118,7 +119,10 @@ async def current_staff(conn: HTTPConnection, auth: StaffAuthDep) -> StaffSessio
     """The signed-in staff member's session: 401 without one; a WebSocket is closed (1008)."""
     websocket = conn.scope["type"] == "websocket"
     try:
-        session = await auth.sessions.get(conn.cookies.get(COOKIE_NAME))
+        # the console's own polls say so: they are no sign of a person, and must not keep an idle
+        # session from its automatic logoff
+        background = conn.headers.get(BACKGROUND_HEADER) == "1"
+        session = await auth.sessions.get(conn.cookies.get(COOKIE_NAME), touch=not background)
     except STATE_ERRORS as exc:
         log.warning("staff sessions unavailable error=%s", type(exc).__name__)
         if websocket:

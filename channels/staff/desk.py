@@ -24,6 +24,19 @@ from channels.store import ConversationStore, Owner, decoded, queue_score
 SLA_CLASS = {"emergency": "emergency", "crisis": "emergency", "screen_error": "emergency", "urgent": "urgent"}
 NOTE_MAX_CHARS = 2000
 REPLY_MAX_CHARS = 1600  # ten SMS segments; the console shows the 320-character page as well
+# The fields of a conversation's hash that a queue item shows (StaffDesk._item).
+QUEUE_FIELDS = (
+    "channel",
+    "priority",
+    "reason",
+    "owner",
+    "handoff_at",
+    "updated_at",
+    "assignee",
+    "assignee_name",
+    "callback",
+    "alert",
+)
 
 # Claim: only a conversation waiting for staff, or one the claimant already has. Returns
 # {"ok"} or {"taken", assignee id, assignee name} or {"not_waiting", owner}.
@@ -205,11 +218,16 @@ class StaffDesk:
         return result
 
     async def _infos(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        # Only what _item reads: every console fetches the queue on every desk event, and parsing
+        # whole hashes (the summary, the counters) was most of the gateway's time (make bench).
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hgetall(self._k("conv", key))
+                pipe.hmget(self._k("conv", key), QUEUE_FIELDS)
             raw = await pipe.execute()
-        return {k: {decoded(a): decoded(b) for a, b in r.items()} for k, r in zip(keys, raw, strict=True)}
+        return {
+            k: {f: decoded(v) for f, v in zip(QUEUE_FIELDS, r, strict=True) if v is not None}
+            for k, r in zip(keys, raw, strict=True)
+        }
 
     async def notes(self, key: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in await self.redis.lrange(self._k("notes", key), 0, -1)]
@@ -261,7 +279,7 @@ class StaffDesk:
         since = float(info.get("handoff_at") or time.time())
         score = queue_score(priority, since, info.get("callback") == "1")
         await self._change_owner(key, actor, Owner.WAITING_FOR_STAFF, score, updated_at=repr(time.time()))
-        await self.store.publish(key, {"type": "agent", "state": "left"})
+        await self.store.publish(key, {"type": "agent", "state": "left", "name": actor.name})
         await self.announce({"type": "released", "id": key, "priority": priority})
 
     async def transfer(self, key: str, actor: Actor, to: Actor) -> None:

@@ -105,17 +105,19 @@ class StaffSessions:
             await pipe.execute()
         return token, session
 
-    async def get(self, token: str | None) -> StaffSession | None:
-        """The session of this token, its idle expiry slid forward; None when there is none, it
-        has expired (idle or absolute), or it cannot be read."""
+    async def get(self, token: str | None, touch: bool = True) -> StaffSession | None:
+        """The session of this token, its idle expiry slid forward (unless `touch` is False: a
+        background request, no sign of a person); None when there is none, it has expired (idle
+        or absolute), or it cannot be read."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             return None
         hashed = token_hash(token)
         key = self._key(hashed)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(key)
-            pipe.expire(key, self.idle_seconds)  # a no-op when the key is gone
-            data, _ = await pipe.execute()
+            if touch:
+                pipe.expire(key, self.idle_seconds)  # a no-op when the key is gone
+            data, *_ = await pipe.execute()
         if not data:
             return None
         session = _parse(hashed, {decoded(k): decoded(v, "replace") for k, v in data.items()})

@@ -14,18 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--no-first-run",
-]
 TOKEN_KEY = "careline.conversation_token"
 DEMO_PAGE = Path(__file__).resolve().parents[2] / "channels" / "static" / "demo-embed.html"
 DEMO_WIDGET_SRC = "http://127.0.0.1:8000/widget.js"
@@ -36,14 +28,6 @@ MESSAGES = "[data-testid=careline-msg]"
 USER_MESSAGES = "[data-testid=careline-msg][data-role=user]"
 REPLIES = "[data-testid=careline-msg]:not([data-role=user])"
 SETTLED = "[data-testid=careline-chat][data-connection=open][data-waiting=false]"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

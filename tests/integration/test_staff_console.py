@@ -14,37 +14,26 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from channels.db import make_engine, staff_audit
 from channels.pseudonym import conversation_key
-from channels.staff.accounts import StaffAccounts
+from tests.helpers import STAFF_PASSWORD, staff_accounts
 
 pytestmark = pytest.mark.stack
 
-PASSWORD = "correct horse battery staple"
 ASK_FOR_A_PERSON = "I want to talk to a real person please"
 
 
 @pytest.fixture(scope="module")
 def accounts(stack):
-    engine = make_engine(stack.services["gateway"].env["DATABASE_URL"])
-    accounts = StaffAccounts(engine, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    suffix = uuid.uuid4().hex[:6]
-    made = {
-        "sam": accounts.add(f"sam-{suffix}@clinic.test", "agent", PASSWORD, display_name="Sam"),
-        "alex": accounts.add(f"alex-{suffix}@clinic.test", "agent", PASSWORD, display_name="Alex"),
-        "pat": accounts.add(f"pat-{suffix}@clinic.test", "supervisor", PASSWORD, display_name="Pat"),
-    }
-    yield made
-    engine.dispose()
+    return staff_accounts(stack, sam="agent", alex="agent", pat="supervisor")
 
 
 @contextmanager
 def staff_client(base_url: str, member) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        resp = client.post("/staff/api/login", json={"email": member.email, "password": PASSWORD})
+        resp = client.post("/staff/api/login", json={"email": member.email, "password": STAFF_PASSWORD})
         assert resp.status_code == 200, resp.text
         client.headers["X-CSRF-Token"] = resp.json()["csrf_token"]
         yield client

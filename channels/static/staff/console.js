@@ -123,8 +123,10 @@ const state = {
   timers: [],
 };
 
-async function api(method, path, body) {
+async function api(method, path, body, background = false) {
   const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
+  // a poll or a live refresh is not a person: the server does not count it as activity
+  if (background) init.headers["X-Staff-Background"] = "1";
   if (method !== "GET") {
     init.headers["Content-Type"] = "application/json";
     if (state.csrf) init.headers["X-CSRF-Token"] = state.csrf;
@@ -242,8 +244,9 @@ function stopDesk() {
   state.timers = [];
   state.me = null;
   state.csrf = null;
-  state.openId = null;
-  state.open = null;
+  emptyPane();
+  $("waiting").replaceChildren();
+  $("assigned").replaceChildren();
   delete document.body.dataset.role;
 }
 
@@ -425,7 +428,7 @@ async function refreshQueue() {
   if (queueRequest) return queueRequest; // one at a time; a burst of events costs one request
   queueRequest = (async () => {
     try {
-      const queue = await api("GET", "/queue");
+      const queue = await api("GET", "/queue", null, true);
       state.queue = queue;
       state.fetchedAt = Date.now();
       renderQueue(queue);
@@ -630,14 +633,23 @@ async function openConversation(id, focus) {
 
 function closePane() {
   live.send({ type: "unwatch", id: state.openId });
-  state.openId = null;
-  state.open = null;
-  $("conversation-body").hidden = true;
-  $("conversation-empty").hidden = false;
-  $("conversation-meta").textContent = "";
-  $("holder").textContent = "";
+  emptyPane();
   window.history.replaceState(null, "", window.location.pathname);
   markOpenInQueue();
+}
+
+/** No patient's words are left in the page once the pane (or the session) is closed. */
+function emptyPane() {
+  state.openId = null;
+  state.open = null;
+  for (const id of ["transcript", "packet-body", "notes", "patient-said", "typing", "conversation-meta", "holder"]) {
+    $(id).replaceChildren();
+  }
+  $("reply").value = "";
+  $("note").value = "";
+  $("conversation-alert").hidden = true;
+  $("conversation-body").hidden = true;
+  $("conversation-empty").hidden = false;
 }
 
 function markOpenInQueue() {
@@ -750,13 +762,26 @@ function transcriptItem(item) {
   return node;
 }
 
+// Whether the transcript shows its newest message: kept there as messages arrive and as the
+// transcript's box changes size (notes opened, the packet folded), unless the reader scrolled up.
+let pinned = true;
+
+function nearEnd(box) {
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+}
+
+function keepPinned() {
+  const box = $("transcript");
+  if (pinned) box.scrollTop = box.scrollHeight;
+}
+
 function renderTranscript(items, fresh) {
   const box = $("transcript");
-  const pinned = fresh || box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+  if (fresh) pinned = true;
   state.seqs = new Set(items.map((item) => item.seq).filter((seq) => seq !== undefined));
   box.replaceChildren(...items.map(transcriptItem));
   if (!items.length) box.append(el("p", { class: "empty", text: "Nothing said yet." }));
-  if (pinned) box.scrollTop = box.scrollHeight;
+  keepPinned();
 }
 
 function appendToTranscript(item) {
@@ -765,11 +790,10 @@ function appendToTranscript(item) {
     state.seqs.add(item.seq);
   }
   const box = $("transcript");
-  const pinned = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
   const empty = box.querySelector(".empty");
   if (empty) empty.remove();
   box.append(transcriptItem(item));
-  if (pinned) box.scrollTop = box.scrollHeight;
+  keepPinned();
   if (item.role === "user") {
     $("patient-said").textContent = `Patient: ${item.text || ""}`;
   }
@@ -985,6 +1009,8 @@ function wire() {
   });
   $("canned").addEventListener("change", insertCanned);
   $("note-form").addEventListener("submit", addNote);
+  $("transcript").addEventListener("scroll", () => { pinned = nearEnd($("transcript")); }, { passive: true });
+  if (window.ResizeObserver) new ResizeObserver(keepPinned).observe($("transcript"));
   for (const kind of ["keydown", "pointerdown", "input", "wheel"]) {
     document.addEventListener(kind, () => { state.lastActivity = Date.now(); }, { passive: true, capture: true });
   }

@@ -51,6 +51,16 @@ async def test_idle_expiry_slides_with_each_request_then_ends_the_session(redis,
     assert await sessions.get(token) is None
 
 
+async def test_a_background_request_reads_the_session_without_sliding_its_idle_expiry(redis, prefix):
+    sessions = StaffSessions(redis, prefix=prefix, idle_seconds=1)
+    token, _ = await sessions.create(ANN)
+    seen = []
+    for _ in range(3):  # the console's queue poll every 0.6 s: not a person, the session still ends
+        await asyncio.sleep(0.6)
+        seen.append(await sessions.get(token, touch=False) is not None)
+    assert seen[0] and not seen[-1]
+
+
 async def test_alive_tells_an_open_session_without_sliding_its_idle_expiry(redis, prefix):
     now = [1_000_000.0]
     sessions = StaffSessions(redis, prefix=prefix, idle_seconds=1, absolute_seconds=3600, clock=lambda: now[0])
