@@ -228,3 +228,14 @@ def test_two_gateway_processes_patient_on_one_agent_on_the_other(stack, accounts
     finally:
         stack.stop(["gateway-staff"])
         del stack.services["gateway-staff"]
+
+
+def test_a_red_flag_while_staff_hold_it_is_alerted_and_still_answered(api, sam):
+    conversation = f"staff-{uuid.uuid4().hex}"
+    key = handed_off(api, conversation)
+    sam.post(f"/staff/api/conversations/{key}/claim").raise_for_status()
+    reply = patient_says(api, conversation, "now I have crushing chest pain and I can't breathe")
+    assert reply["owner"] == "staff" and "911" in " ".join(m["text"] for m in reply["messages"])
+    (mine,) = [i for i in sam.get("/staff/api/queue").json()["assigned"] if i["id"] == key]
+    assert mine["alert"] and mine["alert"].startswith("safety:")
+    assert sam.get(f"/staff/api/conversations/{key}").json()["packet"]["alert"] == mine["alert"]
