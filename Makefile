@@ -98,6 +98,7 @@ bench: install train kb
 	$(VENV)/bin/python -m careline.bench_kb
 	$(VENV)/bin/python -m careline.bench_sms
 	$(VENV)/bin/python -m careline.bench_screen
+	$(VENV)/bin/python -m careline.bench_staff
 
 clean:
 	rm -rf models var .pytest_cache

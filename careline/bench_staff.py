@@ -14,8 +14,10 @@ Measured one sample at a time, spread over several agents and conversations:
 Twice: on a quiet desk, and on a busy one, where hand-offs arrive and are claimed
 (BENCH_STAFF_ARRIVALS_PER_S of each): every arrival and claim is a desk event on which all 50
 consoles fetch the queue again. The waiting conversations are seeded directly in Redis through
-ConversationStore (BENCH_STAFF_SEED=redis, the default) or handed off through Rasa (=rasa, about
-40 s); the widget conversations are always handed off through Rasa, from the widget itself.
+ConversationStore (BENCH_STAFF_SEED=redis, the default; so are the busy desk's arrivals) or handed
+off through Rasa (=rasa, slower); the widget conversations are always handed off through Rasa, from
+the widget itself. Sizes: BENCH_STAFF_AGENTS, _WAITING, _N (samples), _WATCHED (conversations the
+samples rotate over); REDIS_URL and BENCH_PORT as for careline/bench.py.
 
 The agents not used for measuring run in a child process, so their load reaches the gateway without
 delaying the measuring client's event loop. The stack has its own var/ (var/bench-staff), its own

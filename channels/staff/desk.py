@@ -24,7 +24,8 @@ from channels.store import ConversationStore, Owner, decoded, queue_score
 SLA_CLASS = {"emergency": "emergency", "crisis": "emergency", "screen_error": "emergency", "urgent": "urgent"}
 NOTE_MAX_CHARS = 2000
 REPLY_MAX_CHARS = 1600  # ten SMS segments; the console shows the 320-character page as well
-# The fields of a conversation's hash that a queue item shows (StaffDesk._item).
+# The fields of a conversation's hash that a queue item shows (StaffDesk._item), read by
+# _QUEUE_INFOS.
 QUEUE_FIELDS = (
     "channel",
     "priority",
@@ -82,6 +83,23 @@ end
 for i = 6, #ARGV, 2 do redis.call('HSET', ck, ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', ck, 'owner', new_owner)
 return {'ok', assignee}
+"""
+
+# The queue items' fields (ARGV) of each conversation (KEYS), as one JSON array: every console
+# fetches the queue on every desk event, and parsing a pipeline of whole hashes (hundreds of
+# replies, thousands of items, in Python) took most of the gateway's time (careline/bench_staff.py).
+# A conversation that is gone is an empty object.
+_QUEUE_INFOS = """
+local out = {}
+for i, ck in ipairs(KEYS) do
+  local values = redis.call('HMGET', ck, unpack(ARGV))
+  local item = {}
+  for j, field in ipairs(ARGV) do
+    if values[j] then item[field] = values[j] end
+  end
+  out[i] = item
+end
+return cjson.encode(out)
 """
 
 
@@ -155,6 +173,7 @@ class StaffDesk:
         self.prefix = store.prefix
         self._claim = redis.register_script(_CLAIM)
         self._change = redis.register_script(_CHANGE)
+        self._queue_infos = redis.register_script(_QUEUE_INFOS)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -218,16 +237,10 @@ class StaffDesk:
         return result
 
     async def _infos(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        # Only what _item reads: every console fetches the queue on every desk event, and parsing
-        # whole hashes (the summary, the counters) was most of the gateway's time (make bench).
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hmget(self._k("conv", key), QUEUE_FIELDS)
-            raw = await pipe.execute()
-        return {
-            k: {f: decoded(v) for f, v in zip(QUEUE_FIELDS, r, strict=True) if v is not None}
-            for k, r in zip(keys, raw, strict=True)
-        }
+        if not keys:
+            return {}
+        raw = await self._queue_infos(keys=[self._k("conv", k) for k in keys], args=list(QUEUE_FIELDS))
+        return dict(zip(keys, json.loads(raw), strict=True))
 
     async def notes(self, key: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in await self.redis.lrange(self._k("notes", key), 0, -1)]

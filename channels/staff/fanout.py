@@ -74,7 +74,9 @@ class Fanout:
         event.setdefault("channel", channel)
         for queue in list(listeners):
             try:
-                queue.put_nowait(event)
+                # a copy each: a listener may change its event (routes/staff.py pops `channel`), and
+                # a second console watching the same conversation must still get it whole
+                queue.put_nowait(dict(event))
             except asyncio.QueueFull:
                 log.warning("live event dropped: a listener is not keeping up")
 
