@@ -312,7 +312,13 @@ async def _console_commands(
     watching: set[str] = set()
     try:
         while True:
-            data = await ws.receive_json()
+            try:
+                data = json.loads(await ws.receive_text())
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                await ws.send_json({"type": "error", "error": "invalid_message", "detail": "frames are JSON objects"})
+                continue
             if not await auth.sessions.alive(session.token_hash):  # logged out or idle: close the socket
                 await ws.close(code=4401)
                 return
@@ -327,7 +333,8 @@ async def _console_commands(
                 watching.discard(key)
                 console.fanout.unlisten(console.desk.store.events_channel(key), queue)
             elif kind == "ping":
-                await console.presence.set(session.staff_id, session.display_name, data.get("status", "online"))
+                status = "away" if data.get("status") == "away" else "online"
+                await console.presence.set(session.staff_id, session.display_name, status)
                 await ws.send_json({"type": "pong"})
     except CareLineError:
         await ws.close(code=1011)

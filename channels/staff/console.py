@@ -109,11 +109,14 @@ class StaffConsole:
             msg("staff.returned") if owner is Owner.BOT else msg("staff.closed"), role="system", kind="staff_notice"
         )
         await self.desk.hand_back(key, actor, owner, None)
-        await self.deliver(key, channel, [notice])
-        if owner is Owner.BOT and resume is not None:
-            reply = await self.rasa.send(key, f"/{resume}", {"channel": channel, "resumed_by": "staff"})
-            if reply.messages:
-                await self.deliver(key, channel, reply.messages)
+        try:
+            await self.deliver(key, channel, [notice])
+            if owner is Owner.BOT and resume is not None:
+                reply = await self.rasa.send(key, f"/{resume}", {"channel": channel, "resumed_by": "staff"})
+                if reply.messages:
+                    await self.deliver(key, channel, reply.messages)
+        except CannotSend:  # an opted-out number: handed back all the same, and not texted
+            pass
 
     async def claim(self, key: str, actor: Actor) -> dict[str, Any]:
         """Claim (one winner; channels/staff/desk.py) and tell the patient who has joined."""
