@@ -192,7 +192,8 @@ async def transfer(key: str, session: Writer, data: Body, console: ConsoleDep, a
 
 @router.post("/staff/api/conversations/{key}/messages")
 async def send_message(key: str, session: Writer, data: Body, console: ConsoleDep, auth: AuthDep) -> Response:
-    return await _act(auth, session, key, StaffAction.REPLY, console.reply(key, actor(session), data.get("text")))
+    work = console.reply(key, actor(session), data.get("text"), data.get("client_message_id"))
+    return await _act(auth, session, key, StaffAction.REPLY, work)
 
 
 @router.post("/staff/api/conversations/{key}/typing")

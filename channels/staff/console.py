@@ -9,6 +9,7 @@ conversation's shard, so it is texted in order, exactly once (channels/sms.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -24,11 +25,13 @@ from channels.staff.canned import CannedReplies
 from channels.staff.desk import REPLY_MAX_CHARS, Actor, CannotSend, StaffDesk
 from channels.staff.fanout import Fanout
 from channels.staff.shifts import Presence, Shift
-from channels.store import Owner
+from channels.store import Owner, decoded
 from knowledge.messages import msg
 
 # Skills a conversation may be handed back into (the bot is sent the intent, as a button would).
 RESUMABLE = ("book_appointment", "cancel_appointment", "reschedule_appointment", "report_symptom")
+PENDING = "pending"
+REPLY_DEDUPE_SECONDS = 24 * 3600  # as long as a patient message's idempotency key
 # Bot messages that were grounded answers: they carry the citation line (knowledge/messages).
 _CITED = re.compile(r"https?://\S+")
 
@@ -73,25 +76,53 @@ class StaffConsole:
         return {"channel": channel, "number": shown, "revealed": reveal and number is not None, "opted_out": opted_out}
 
     # --- what the agent does ---------------------------------------------------------------
-    async def reply(self, key: str, actor: Actor, text: str) -> dict[str, Any]:
+    async def reply(self, key: str, actor: Actor, text: str, client_id: Any = None) -> dict[str, Any]:
+        """Send the agent's reply. With `client_id` (the console's id of this reply), a retry of a
+        request whose answer was lost gets the first answer instead of a second message."""
         if not isinstance(text, str) or not text.strip():
             raise CannotSend("a reply needs some text")
         text = text.strip()
         if len(text) > REPLY_MAX_CHARS:
             raise CannotSend(f"a reply is at most {REPLY_MAX_CHARS} characters")
+        if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= 128):
+            raise CannotSend("client_message_id must be a string of at most 128 characters")
         info = await self.desk.check_assignee(key, actor)
+        mark = self._reply_mark(key, client_id) if client_id else None
+        if mark is not None and not await self.desk.redis.set(mark, PENDING, nx=True, ex=REPLY_DEDUPE_SECONDS):
+            earlier = decoded(await self.desk.redis.get(mark))
+            if earlier in (None, PENDING):
+                raise CannotSend("this reply is being sent already")
+            return {**json.loads(earlier), "duplicate": True}
         message = OutboundMessage(text, role="staff")
-        seq = await self.deliver(key, info.get("channel", ""), [message], sender=actor.name)
-        return {"seq": seq, "text": text}
+        try:
+            reply_id = mark.rsplit(":", 1)[-1] if mark else None
+            seq = await self.deliver(key, info.get("channel", ""), [message], reply_id=reply_id, sender=actor.name)
+        except BaseException:
+            if mark is not None:
+                await self.desk.redis.delete(mark)
+            raise
+        result = {"seq": seq, "text": text}
+        if mark is not None:
+            await self.desk.redis.set(mark, json.dumps(result), ex=REPLY_DEDUPE_SECONDS)
+        return result
 
-    async def deliver(self, key: str, channel: str, messages: list[OutboundMessage], **extra: Any) -> int:
-        """Send messages to the patient over their channel, outside a patient's turn."""
+    def _reply_mark(self, key: str, client_id: str) -> str:
+        digest = hashlib.sha256(f"{key}:{client_id}".encode()).hexdigest()[:32]
+        return f"{self.desk.prefix}:staffreply:{key}:{digest}"
+
+    async def deliver(
+        self, key: str, channel: str, messages: list[OutboundMessage], reply_id: str | None = None, **extra: Any
+    ) -> int:
+        """Send messages to the patient over their channel, outside a patient's turn. `reply_id`
+        makes the SMS entry of a single message idempotent (channels/sms.py de-duplicates by it)."""
         if channel == "sms":
             if self.sms is None:
                 raise CannotSend("the SMS channel is not configured on this gateway")
-            for message in messages:
+            for i, message in enumerate(messages):
                 try:
-                    await self.sms.queue_from_staff(key, uuid.uuid4().hex, message.text)
+                    await self.sms.queue_from_staff(
+                        key, f"{reply_id}-{i}" if reply_id else uuid.uuid4().hex, message.text
+                    )
                 except CannotText as exc:
                     raise CannotSend(str(exc)) from exc
         seq = 0

@@ -239,3 +239,18 @@ def test_a_red_flag_while_staff_hold_it_is_alerted_and_still_answered(api, sam):
     (mine,) = [i for i in sam.get("/staff/api/queue").json()["assigned"] if i["id"] == key]
     assert mine["alert"] and mine["alert"].startswith("safety:")
     assert sam.get(f"/staff/api/conversations/{key}").json()["packet"]["alert"] == mine["alert"]
+
+
+def test_a_retried_reply_is_sent_once(api, sam):
+    conversation = f"staff-{uuid.uuid4().hex}"
+    key = handed_off(api, conversation)
+    sam.post(f"/staff/api/conversations/{key}/claim").raise_for_status()
+    body = {"text": "Only once, please.", "client_message_id": "reply-1"}
+    first = sam.post(f"/staff/api/conversations/{key}/messages", json=body)
+    again = sam.post(f"/staff/api/conversations/{key}/messages", json=body)
+    assert first.status_code == again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["seq"] == first.json()["seq"]
+    polled = api.get("/api/messages", params={"conversation_id": conversation}).json()["messages"]
+    assert [m["text"] for m in polled].count("Only once, please.") == 1
+    other = sam.post(f"/staff/api/conversations/{key}/messages", json={**body, "client_message_id": "reply-2"})
+    assert other.status_code == 200 and other.json()["seq"] > first.json()["seq"]

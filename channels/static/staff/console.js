@@ -910,8 +910,16 @@ async function sendReply(event) {
   if (!text || box.disabled) return;
   $("send").disabled = true;
   const id = state.openId;
+  // the same id for a retry of the same text: a request whose answer was lost is not sent twice
+  if (!state.replyAttempt || state.replyAttempt.text !== text || state.replyAttempt.conversation !== id) {
+    // getRandomValues, unlike randomUUID, also works on a plain-http development address
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    const clientId = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    state.replyAttempt = { text, conversation: id, clientId };
+  }
   try {
-    const result = await api("POST", conversationPath("messages"), { text });
+    const result = await api("POST", conversationPath("messages"), { text, client_message_id: state.replyAttempt.clientId });
+    state.replyAttempt = null;
     box.value = "";
     updateMeter();
     if (result && typeof result.seq === "number" && state.openId === id) {
