@@ -775,7 +775,8 @@ class SmsChannel:
             data["shard"] = shard
             await self.records.failed(key, data.get("sid"), "not_answered", "too_many_attempts")
             try:
-                await self._deliver(key, data, [self.texts.failed], tag="n")
+                if data.get("kind") != "staff":  # a person's reply: recorded as failed, no bot notice
+                    await self._deliver(key, data, [self.texts.failed], tag="n")
             except LeaseLost:
                 raise
             except Exception as exc:
@@ -795,6 +796,8 @@ class SmsChannel:
                 await self.records.failed(key, data.get("sid"), "not_answered", type(exc).__name__)
             except STATE_ERRORS as exc2:  # SQL down too: the patient is still told
                 log.error("sms failure not recorded conversation=%s error=%s", key, type(exc2).__name__)
+            if data.get("kind") == "staff":  # a person's reply that failed: recorded; the bot's notice would mislead
+                return
             try:
                 await self._deliver(key, data, [self.texts.failed], tag="n")
             except LeaseLost:

@@ -95,8 +95,14 @@ for i = 4, #ARGV do
   redis.call('PUBLISH', ek, item)
 end
 redis.call('LTRIM', tk, -tonumber(ARGV[1]), -1)
-local created = tonumber(redis.call('HGET', ck, 'created_at') or ARGV[3])
+local kept = redis.call('HGET', ck, 'created_at')
+local created = tonumber(kept or ARGV[3])
 redis.call('EXPIREAT', tk, math.floor(created + tonumber(ARGV[2])))
+if not kept then
+  -- erased or expired meanwhile (a staff reply racing the retention sweep): what HINCRBY just
+  -- created expires with the transcript, never kept for good
+  redis.call('EXPIREAT', ck, math.floor(created + tonumber(ARGV[2])))
+end
 return last
 """
 

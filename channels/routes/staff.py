@@ -30,6 +30,7 @@ from channels.store import Owner
 log = logging.getLogger(__name__)
 
 STATIC = ("console.js", "console.css")
+RECHECK_SECONDS = 15  # how often a console's socket is checked for its session and its rights
 
 
 ConsoleDep = Annotated[StaffConsole, Depends(get_staff_console)]
@@ -126,23 +127,26 @@ async def conversation(key: str, session: Reader, console: ConsoleDep, auth: Aut
     except DeskError as exc:
         return desk_error(exc)
     if not may_read(session, view):
-        name = view.get("assignee_name") or "another agent"
-        return JSONResponse({"error": "forbidden", "detail": f"{name} has this conversation"}, status_code=403)
+        return not_readable(view)
     await record(auth, session.staff_id, StaffAction.OPEN, conversation=key)
     return JSONResponse(view)
 
 
 def may_read(session: StaffSession, info: dict[str, Any]) -> bool:
-    """Minimum necessary: an agent reads the queue's conversations and their own, not a colleague's
-    (a supervisor reads all)."""
-    assignee = info.get("assignee")
-    held_by_another = info.get("owner") == Owner.STAFF and assignee not in (
-        None,
-        "",
-        session.staff_id,
-        str(session.staff_id),
-    )
-    return session.is_supervisor or not held_by_another
+    """Minimum necessary: an agent reads the conversations waiting in the queue and their own, not a
+    colleague's nor one the assistant has again (a supervisor reads all)."""
+    if session.is_supervisor:
+        return True
+    owner = info.get("owner")
+    if owner == Owner.WAITING_FOR_STAFF:
+        return True
+    return owner == Owner.STAFF and str(info.get("assignee")) == str(session.staff_id)
+
+
+def not_readable(info: dict[str, Any]) -> JSONResponse:
+    holder = info.get("assignee_name")
+    detail = f"{holder} has this conversation" if holder else "this conversation is not in the queue or yours"
+    return JSONResponse({"error": "forbidden", "detail": detail}, status_code=403)
 
 
 @router.post("/staff/api/conversations/{key}/reveal")
@@ -210,6 +214,9 @@ async def add_note(key: str, session: Writer, data: Body, console: ConsoleDep, a
     text = data.get("text")
     if not isinstance(text, str) or not text.strip():
         raise InvalidMessage("a note needs some text")
+    info = await console.desk.store.info(key)
+    if info and not may_read(session, info):
+        return not_readable(info)
     return await _act(auth, session, key, StaffAction.NOTE, console.desk.add_note(key, actor(session), text.strip()))
 
 
@@ -286,16 +293,49 @@ async def staff_socket(ws: WebSocket, session: Reader, console: ConsoleDep, auth
     the conversations it watches (transcript items, typing, owner). Console → server:
     {"type": "watch" | "unwatch", "id"}; {"type": "ping"} every 20 s keeps presence alive."""
     await ws.accept()
+    watching: set[str] = set()
     async with console.fanout.listen(console.desk.events_channel) as queue:
-        sender = asyncio.create_task(_forward(ws, queue))
+        tasks = [
+            asyncio.create_task(_forward(ws, queue)),
+            asyncio.create_task(_recheck(ws, session, console, auth, queue, watching)),
+        ]
         try:
-            await _console_commands(ws, session, console, auth, queue)
+            await _console_commands(ws, session, console, auth, queue, watching)
         except WebSocketDisconnect:
             pass
         finally:
-            sender.cancel()
-            with contextlib.suppress(BaseException):
-                await sender
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            for key in watching:
+                console.fanout.unlisten(console.desk.store.events_channel(key), queue)
+
+
+async def _recheck(
+    ws: WebSocket,
+    session: StaffSession,
+    console: StaffConsole,
+    auth: StaffAuth,
+    queue: asyncio.Queue,
+    watching: set[str],
+) -> None:
+    """A socket that only listens is checked too: after logout, idle logoff or a disabled account
+    (its sessions ended) it is closed; a conversation released or given to a colleague stops."""
+    while True:
+        await asyncio.sleep(RECHECK_SECONDS)
+        try:
+            if not await auth.sessions.alive(session.token_hash):
+                await ws.close(code=4401)
+                return
+            for key in list(watching):
+                if not may_read(session, await console.desk.store.info(key)):
+                    watching.discard(key)
+                    console.fanout.unlisten(console.desk.store.events_channel(key), queue)
+                    await ws.send_json({"type": "unwatched", "id": key})
+        except Exception as exc:  # Redis down or the socket gone: the next round tries again
+            log.warning("staff socket recheck failed error=%s", type(exc).__name__)
 
 
 async def _forward(ws: WebSocket, queue: asyncio.Queue) -> None:
@@ -308,9 +348,13 @@ async def _forward(ws: WebSocket, queue: asyncio.Queue) -> None:
 
 
 async def _console_commands(
-    ws: WebSocket, session: StaffSession, console: StaffConsole, auth: StaffAuth, queue: asyncio.Queue
+    ws: WebSocket,
+    session: StaffSession,
+    console: StaffConsole,
+    auth: StaffAuth,
+    queue: asyncio.Queue,
+    watching: set[str],
 ) -> None:
-    watching: set[str] = set()
     try:
         while True:
             try:
@@ -328,6 +372,7 @@ async def _console_commands(
                 if not may_read(session, await console.desk.store.info(key)):
                     await ws.send_json({"type": "error", "error": "forbidden", "id": key})
                     continue
+                await record(auth, session.staff_id, StaffAction.OPEN, conversation=key, detail="live")
                 watching.add(key)
                 console.fanout.add(console.desk.store.events_channel(key), queue)
             elif kind == "unwatch" and key in watching:
@@ -339,6 +384,3 @@ async def _console_commands(
                 await ws.send_json({"type": "pong"})
     except CareLineError:
         await ws.close(code=1011)
-    finally:
-        for key in watching:
-            console.fanout.unlisten(console.desk.store.events_channel(key), queue)

@@ -92,7 +92,7 @@ class StaffConsole:
             earlier = decoded(await self.desk.redis.get(mark))
             if earlier in (None, PENDING):
                 raise CannotSend("this reply is being sent already")
-            return {**json.loads(earlier), "duplicate": True}
+            return {**json.loads(earlier), "text": text, "duplicate": True}
         message = OutboundMessage(text, role="staff")
         try:
             reply_id = mark.rsplit(":", 1)[-1] if mark else None
@@ -101,10 +101,9 @@ class StaffConsole:
             if mark is not None:
                 await self.desk.redis.delete(mark)
             raise
-        result = {"seq": seq, "text": text}
-        if mark is not None:
-            await self.desk.redis.set(mark, json.dumps(result), ex=REPLY_DEDUPE_SECONDS)
-        return result
+        if mark is not None:  # the sequence number only: no message text is kept beside the transcript
+            await self.desk.redis.set(mark, json.dumps({"seq": seq}), ex=REPLY_DEDUPE_SECONDS)
+        return {"seq": seq, "text": text}
 
     def _reply_mark(self, key: str, client_id: str) -> str:
         digest = hashlib.sha256(f"{key}:{client_id}".encode()).hexdigest()[:32]

@@ -219,7 +219,8 @@ def test_web_patient_and_agent(stack, browser, contexts, staff):
 
     # Back to the assistant: the patient's next message gets a bot answer.
     agent.get_by_role("button", name="Return to assistant").click()
-    expect(agent.get_by_test_id("holder")).to_contain_text("assistant")
+    expect(agent.get_by_test_id("status")).to_contain_text("assistant")
+    expect(agent.get_by_test_id("transcript")).to_be_hidden()  # no longer the agent's to read
     expect(agent.locator(ITEM.format(key))).to_have_count(0, timeout=LIVE_MS)
     bots = patient.locator(BOT_BUBBLES).count()
     send_and_wait(patient, "what are your opening hours")

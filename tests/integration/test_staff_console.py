@@ -115,6 +115,9 @@ def test_a_hand_off_is_claimed_answered_and_handed_back(api, sam, alex):
     # the private note never reached the patient
     everything = api.get("/api/messages", params={"conversation_id": conversation}).json()["messages"]
     assert all("refill" not in m["text"] for m in everything)
+    # back with the assistant: no longer the agent's to read (minimum necessary), nor to annotate
+    assert sam.get(f"/staff/api/conversations/{key}").status_code == 403
+    assert sam.post(f"/staff/api/conversations/{key}/notes", json={"text": "late note"}).status_code == 403
 
 
 def test_close_ends_it_and_the_next_message_reopens_to_the_bot(api, sam):

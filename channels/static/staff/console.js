@@ -881,11 +881,19 @@ function conversationPath(action) {
   return `/conversations/${encodeURIComponent(state.openId)}/${action}`;
 }
 
+const HAND_BACKS = ["return-to-bot", "close"];
+
 async function act(action, body, done) {
   const id = state.openId;
   if (!id) return null;
   const result = await attempt(() => api("POST", conversationPath(action), body), done);
-  if (state.openId === id) await openConversation(id, false);
+  const boss = state.me && state.me.role === "supervisor";
+  if (result !== null && HAND_BACKS.includes(action) && !boss) {
+    // handed back: an agent no longer reads it (minimum necessary), so the pane closes
+    if (state.openId === id) closePane();
+  } else if (state.openId === id) {
+    await openConversation(id, false);
+  }
   refreshQueue();
   return result;
 }

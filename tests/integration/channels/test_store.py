@@ -114,3 +114,18 @@ async def test_a_conversation_that_expired_before_the_sweep_starts_afresh(store)
     await store.ensure(key, "web")  # an ongoing conversation keeps its tracker
     assert await store.redis.exists(tracker)
     await store.redis.delete(tracker)
+
+
+async def test_an_append_after_erasure_leaves_nothing_kept_for_good(store):
+    """A staff reply racing the retention sweep: the counter it creates expires with the transcript."""
+    await store.append("gone", "staff", text="hello")
+    assert 0 < await store.redis.ttl(store._k("conv", "gone")) <= 3600
+    assert 0 < await store.redis.ttl(store._k("transcript", "gone")) <= 3600
+
+
+async def test_every_item_gets_the_next_sequence_number(store):
+    await store.ensure("c", "web")
+    assert await store.append("c", "user", text="one") == 1
+    assert await store.append("c", "bot", [OutboundMessage("two"), OutboundMessage("three")]) == 3
+    assert [m["seq"] for m in await store.transcript("c")] == [1, 2, 3]
+    assert await store.append("c", "bot", []) == 0
