@@ -1,8 +1,8 @@
 """`careline eval triage` and `careline eval safety`: one JSON report each.
 
-Triage cases {id, text, expected}: the engine assesses each narrative in one shot, as if the
+Triage cases {id, text, expected, acceptable?}: the engine assesses each narrative in one shot, as if the
 patient had typed it and answered no follow-up question. `non_emergency` matches urgent or
-routine. Under-triage = predicted a lower level than expected (for non_emergency: self_care);
+routine; a prediction in the case's `acceptable` list counts as right. Under-triage = predicted a lower level than expected (for non_emergency: self_care);
 over-triage = higher (for non_emergency: emergency).
 
 Safety cases {id, text, expected: emergency | crisis | none}: the screen fires when it returns
@@ -24,14 +24,18 @@ from knowledge.triage.engine import LEVELS, RANK, TriageLevel, assess_text, defa
 EXPECTED = set(LEVELS) | {"non_emergency"}
 
 
-def _matches(expected: str, predicted: str) -> bool:
-    return expected == predicted or (
-        expected == "non_emergency" and predicted in (TriageLevel.URGENT, TriageLevel.ROUTINE)
+def _matches(expected: str, predicted: str, acceptable: list[str] | None = None) -> bool:
+    """Right when it is the expected level, or one a clinician would accept (a case's
+    `acceptable` list, as in ../shared/eval/triage_esi_dev.jsonl)."""
+    return (
+        expected == predicted
+        or predicted in (acceptable or ())
+        or (expected == "non_emergency" and predicted in (TriageLevel.URGENT, TriageLevel.ROUTINE))
     )
 
 
-def _direction(expected: str, predicted: str) -> int:
-    if _matches(expected, predicted):
+def _direction(expected: str, predicted: str, acceptable: list[str] | None = None) -> int:
+    if _matches(expected, predicted, acceptable):
         return 0
     if expected == "non_emergency":
         return -1 if predicted == TriageLevel.SELF_CARE else 1
@@ -48,12 +52,15 @@ def evaluate_triage(path: Path) -> dict[str, Any]:
     for case in cases:
         if case["expected"] not in EXPECTED:
             raise ValueError(f"case {case['id']}: expected must be one of {sorted(EXPECTED)}")
+        acceptable = case.get("acceptable")
+        if acceptable is not None and not (isinstance(acceptable, list) and set(acceptable) <= set(LEVELS)):
+            raise ValueError(f"case {case['id']}: acceptable must be a list of levels {list(LEVELS)}")
         start = time.perf_counter()
         assessment, _facts = assess_text(case["text"], engine)
         latencies.append((time.perf_counter() - start) * 1000)
         predicted = assessment.level
         confusion[case["expected"]][predicted] += 1
-        direction = _direction(case["expected"], predicted)
+        direction = _direction(case["expected"], predicted, acceptable)
         correct += direction == 0
         under += direction < 0
         over += direction > 0
@@ -68,6 +75,7 @@ def evaluate_triage(path: Path) -> dict[str, Any]:
                 "complaint": assessment.complaint,
                 "reasons": assessment.reasons,
                 "rules": assessment.rules,
+                "parts": [{"part": p["part"], "level": p["level"]} for p in assessment.parts],
             }
         )
     n = len(cases) or 1

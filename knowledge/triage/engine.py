@@ -10,7 +10,7 @@ over all protocols wins). A finding the patient was not sure about counts as pre
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +34,7 @@ from knowledge.triage.textmatch import (
     normalise,
     sentences,
 )
+from knowledge.triage.vitals import Vitals, assess_vitals, read_vitals
 
 
 class TriageLevel(StrEnum):
@@ -76,6 +77,7 @@ class ProtocolRule:
     reason: str
     source: Source
     when: dict[str, Any]
+    id: str = ""  # generic.yml names its rules
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,17 @@ class Protocol:
     priority: int = 50
     complaint_unless: tuple[Any, ...] = ()  # a sentence matching one of these names no complaint
     when_pregnant: bool = False  # applies to anything a pregnant patient reports
+    self_limited: bool = False  # its problems usually get better on their own (self-care criteria)
+
+
+@dataclass(frozen=True)
+class Generic:
+    """Discriminators applied to every message (generic.yml): every rule that holds contributes."""
+
+    findings: dict[str, Finding]
+    rules: tuple[ProtocolRule, ...]
+    self_care: dict[str, Any]
+    sources: dict[str, Source]
 
 
 @dataclass
@@ -110,6 +123,7 @@ class Facts:
     findings: dict[str, bool] = field(default_factory=dict)  # True present, False absent
     unsure: set[str] = field(default_factory=set)  # findings or facts answered "not sure"
     red_flags: list[str] = field(default_factory=list)  # rule ids of the safety screen
+    vitals: dict[str, Any] = field(default_factory=dict)  # numbers read from the text (knowledge/triage/vitals.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +139,7 @@ class Facts:
             "findings": self.findings,
             "unsure": sorted(self.unsure),
             "red_flags": self.red_flags,
+            "vitals": self.vitals,
         }
 
     @classmethod
@@ -158,6 +173,8 @@ class Assessment:
     sources: list[Source]
     red_flags: bool = False  # a red-flag finding or rule contributed
     self_care: dict[str, Any] | None = None
+    # every complaint and discriminator that was assessed: {"part", "level", "reasons", "rules"}
+    parts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +184,7 @@ class Assessment:
             "rules": self.rules,
             "sources": [{"organisation": s.organisation, "title": s.title, "url": s.url} for s in self.sources],
             "red_flags": self.red_flags,
+            "parts": self.parts,
         }
 
 
@@ -222,7 +240,9 @@ _AGE_YEARS = re.compile(
     r"brother|sister|partner|roommate|neighbou?r|he|she|hes|shes|who) (?:is |was |turned )?(\d{1,3})\b"
     r"(?![.\d]| (?:percent|f|c|lbs|pounds|kg|minutes|hours|days|weeks|months|times|mg|out|and a half))"
 )
-_NOW_AFTER = re.compile(r"(?<![a-z0-9])(?:and|but|,|so) now (?=[a-z])")
+_NOW_AFTER = re.compile(
+    r"(?<![a-z0-9])(?:and|but|,|so|then|until) (?:now|today|tonight|this (?:morning|afternoon|evening)) (?=[a-z])"
+)
 _NOW_FINE = re.compile(
     r"(?:(?:im|i am|i feel|feeling|hes|shes|he is|she is|its|it is|all|doing|were|theyre) )?"
     r"(?:totally |completely |much |a lot |all )?"
@@ -294,8 +314,11 @@ def parse_temperature_f(text: str) -> float | None:
 
 
 class TriageEngine:
-    def __init__(self, protocols: list[Protocol], common: dict[str, Any], redflags: RedFlagRules):
+    def __init__(
+        self, protocols: list[Protocol], common: dict[str, Any], redflags: RedFlagRules, generic: Generic | None = None
+    ):
         self.protocols = {p.id: p for p in protocols}
+        self.generic = generic or Generic({}, (), {}, {})
         self.common = common
         self.redflags = redflags
         self.lexicon: Lexicon = redflags.lexicon
@@ -317,6 +340,7 @@ class TriageEngine:
             + list(self._conditions.values())
             + [f.patterns for f in self._common_findings.values()]
             + [f.patterns for p in protocols for f in p.findings.values()]
+            + [f.patterns for f in self.generic.findings.values()]
         )
         self._gates = {id(g): any_of([p.body for p in g]) for g in groups if g}
 
@@ -335,7 +359,11 @@ class TriageEngine:
                 if name in owner:
                     raise RuleFileError(f"{protocol.id}.yml: finding {name} is also defined in {owner[name]}.yml")
                 owner[name] = protocol.id
-        return cls(protocols, common, redflags)
+        generic = _load_generic(directory / "generic.yml", redflags.lexicon)
+        for name in generic.findings:
+            if name in owner:
+                raise RuleFileError(f"generic.yml: finding {name} is also defined in {owner[name]}.yml")
+        return cls(protocols, common, redflags, generic)
 
     # -- reading text ---------------------------------------------------------------------------
     def _reading(self, text: str) -> _Reading:
@@ -423,11 +451,16 @@ class TriageEngine:
             if self._matches(self._severity[level], norm, reading=reading):
                 facts.severity = level
                 break
-        for condition, patterns in self._conditions.items():
-            if self._matches(patterns, norm, reading=reading):
+        for condition, patterns in self._conditions.items():  # a long-term condition is a state, not history
+            if self._matches(patterns, norm, history=False, reading=reading):
                 facts.conditions.add(condition)
                 facts.conditions_known = True
         self._read_findings(norm, reading, facts, protocols or list(self.protocols))
+        for name, finding in self.generic.findings.items():
+            present = self._matches(finding.patterns, norm, finding.unless, reading=reading)
+            if present is not None:
+                facts.findings[name] = present
+        facts.vitals.update(_stated(read_vitals(text)))
         screening = self.redflags.screen(text)
         if screening.outcome in (ScreenOutcome.EMERGENCY, ScreenOutcome.CRISIS):
             facts.red_flags = sorted(set(facts.red_flags) | set(screening.rules))
@@ -490,6 +523,8 @@ class TriageEngine:
 
     # -- deciding -------------------------------------------------------------------------------
     def assess(self, facts: Facts) -> Assessment:
+        """Every complaint's protocol, the generic discriminators and the vital signs; the highest
+        level wins, with the reasons of everything that reached it."""
         if facts.red_flags:
             rules = [r for r in self.redflags.rules if r.id in facts.red_flags]
             return Assessment(
@@ -499,20 +534,107 @@ class TriageEngine:
                 list(facts.red_flags),
                 _unique([r.source for r in rules]),
                 red_flags=True,
+                parts=[{"part": "screen", "level": TriageLevel.EMERGENCY, "rules": list(facts.red_flags)}],
             )
-        if not facts.complaints:
-            generic = self.common["unmatched"]
-            return Assessment(TriageLevel(generic["level"]), None, [generic["reason"]], ["unmatched"], [])
-        # Every matched complaint is assessed; the highest level wins. A protocol that matched
-        # only in passing and fell through to a routine or self-care default ("not sure, have it
-        # checked") does not outrank a protocol whose own rule recognised the problem.
+        # A protocol that matched only in passing and fell through to a routine or self-care
+        # default ("not sure, have it checked") does not outrank a protocol whose own rule
+        # recognised the problem.
         results = [self._assess_protocol(self.protocols[pid], facts) for pid in facts.complaints]
         decided = [a for a, by_default in results if not by_default or RANK[a.level] >= RANK[TriageLevel.URGENT]]
-        best: Assessment | None = None
-        for result in decided or [a for a, _ in results]:
-            if best is None or RANK[result.level] > RANK[best.level]:
-                best = result
-        return best
+        pool = decided or [a for a, _ in results]
+        generic = self._assess_generic(facts)
+        everything = pool + generic
+        if not everything:
+            unmatched = self.common["unmatched"]
+            return Assessment(TriageLevel(unmatched["level"]), None, [unmatched["reason"]], ["unmatched"], [])
+        top = max(RANK[a.level] for a in everything)
+        winners = [a for a in everything if RANK[a.level] == top]
+        best = winners[0]
+        parts = [
+            {"part": a.complaint or "generic", "level": a.level, "reasons": a.reasons, "rules": a.rules}
+            for a in everything
+        ]
+        if best.level == TriageLevel.ROUTINE and not generic:
+            care = self._self_care(facts, [(a, d) for a, d in results if a in winners])
+            if care is not None:
+                return replace(care, parts=parts)
+        floor = _below_routine_is_unsafe(facts, self.generic.self_care)
+        if best.level == TriageLevel.SELF_CARE and floor:
+            return Assessment(
+                TriageLevel.ROUTINE,
+                best.complaint,
+                [msg(floor)],
+                [*best.rules, "generic:never_below_routine"],
+                [self.generic.self_care["source"]],
+                parts=parts,
+            )
+        return Assessment(
+            best.level,
+            best.complaint or (facts.complaints[0] if facts.complaints else None),
+            _unique_texts([r for a in winners for r in a.reasons]),
+            _unique_texts([r for a in winners for r in a.rules]),
+            _unique([s for a in winners for s in a.sources]),
+            red_flags=any(a.red_flags for a in winners),
+            self_care=best.self_care,
+            parts=parts,
+        )
+
+    def _assess_generic(self, facts: Facts) -> list[Assessment]:
+        """Every generic discriminator that holds, and every danger-zone vital sign."""
+        out = [
+            Assessment(
+                rule.level,
+                None,
+                [rule.reason],
+                [f"generic:{rule.id}"],
+                [rule.source],
+                red_flags=RANK[rule.level] >= RANK[TriageLevel.URGENT],
+            )
+            for rule in self.generic.rules
+            if _holds(rule.when, facts, unsure_as_present=False)
+        ]
+        if facts.vitals:
+            for found in assess_vitals(_vitals(facts.vitals), facts.age_months or _age_of(facts.who), facts.pregnant):
+                out.append(
+                    Assessment(
+                        TriageLevel(found.level),
+                        None,
+                        [found.reason],
+                        [f"vitals:{found.name}"],
+                        [found.source],
+                        red_flags=RANK[found.level] >= RANK[TriageLevel.URGENT],
+                    )
+                )
+        return out
+
+    def _self_care(self, facts: Facts, routine: list[tuple[Assessment, bool]]) -> Assessment | None:
+        """Self-care when every explicit criterion holds (generic.yml `self_care`), else None."""
+        criteria = self.generic.self_care
+        if not criteria or not routine or not all(by_default for _, by_default in routine):
+            return None
+        protocols = [self.protocols[a.complaint] for a, _ in routine]
+        if not all(p.self_limited and p.self_care for p in protocols):
+            return None  # its course is not typically self-limited, or there is no home-care advice
+        well = facts.findings.get("reassuring") is True or facts.severity == "mild"
+        short = facts.duration_hours is None or facts.duration_hours < 24 * criteria.get("max_days", 7)
+        cool = facts.temperature_f is None or facts.temperature_f < criteria.get("max_temperature_f", 102.2)
+        at_risk = (
+            facts.who in criteria.get("risk_groups", ())
+            or bool(facts.pregnant)
+            or bool(facts.conditions & set(criteria.get("risk_conditions", ())))
+            or facts.severity == "severe"
+        )
+        if not (well and short and cool) or at_risk:
+            return None
+        protocol = protocols[0]
+        return Assessment(
+            TriageLevel.SELF_CARE,
+            protocol.id,
+            [criteria["reason"]],
+            [f"{protocol.id}:self_care_criteria"],
+            [criteria["source"]],
+            self_care=protocol.self_care,
+        )
 
     def _assess_protocol(self, protocol: Protocol, facts: Facts) -> tuple[Assessment, bool]:
         """The protocol's assessment, and whether it fell through to the protocol's default."""
@@ -618,6 +740,10 @@ def _holds(cond: dict[str, Any], facts: Facts, unsure_as_present: bool) -> bool:
             return False
         if key == "conditions" and not (facts.conditions & set(as_list(value))):
             return False
+        if key == "conditions_count_at_least" and len(facts.conditions) < value:
+            return False
+        if key == "complaints" and not (set(facts.complaints) & set(as_list(value))):
+            return False
     return True
 
 
@@ -626,6 +752,41 @@ def _first(protocol: Protocol, facts: Facts, unsure_as_present: bool) -> Protoco
         if _holds(rule.when, facts, unsure_as_present):
             return rule
     return protocol.default
+
+
+def _unique_texts(texts: list[str]) -> list[str]:
+    return list(dict.fromkeys(texts))
+
+
+def _below_routine_is_unsafe(facts: Facts, criteria: dict[str, Any]) -> str | None:
+    """Why home care alone is not enough whatever a protocol's self-care rule says (the id of
+    the reason's text), or None: a weak immune system, or a high temperature in an adult."""
+    floor = criteria.get("never_below_routine") or {}
+    if facts.conditions & set(as_list(floor.get("conditions"))):
+        return "triage.reason.risk_group"
+    hot = floor.get("adult_temperature_f_at_least")
+    grown = facts.who in (None, "adult", "older_adult")
+    if hot and grown and facts.temperature_f is not None and facts.temperature_f >= hot:
+        return "triage.reason.high_temperature"
+    return None
+
+
+def _stated(vitals: Vitals) -> dict[str, Any]:
+    """The numbers a message stated, as plain JSON (facts are kept in the tracker's slots)."""
+    return {k: v for k, v in asdict(vitals).items() if v not in (None, False, {})}
+
+
+def _vitals(stated: dict[str, Any]) -> Vitals:
+    empty = {f.name: None for f in fields(Vitals)} | {"on_oxygen": False, "labs": {}, "normal_stated": False}
+    return Vitals(**(empty | {k: v for k, v in stated.items() if k in empty}))
+
+
+_TYPICAL_AGE_MONTHS = {"infant": 6.0, "child": 96.0, "adult": 480.0, "older_adult": 900.0}
+
+
+def _age_of(who: str | None) -> float | None:
+    """An age for the vital-sign bands when only the group is known (a baby, a child, ...)."""
+    return _TYPICAL_AGE_MONTHS.get(who or "")
 
 
 def _unique(sources: list[Source]) -> list[Source]:
@@ -647,6 +808,8 @@ CONDITION_KEYS = {
     "duration_days_below",
     "severity",
     "conditions",
+    "conditions_count_at_least",
+    "complaints",
 }
 QUESTION_KINDS = {"yes_no", "who", "age", "duration", "severity", "conditions", "pregnant", "temperature"}
 
@@ -692,6 +855,7 @@ def _load_protocol(path: Path, lexicon: Lexicon, common: dict[str, Any]) -> Prot
         int(data.get("priority", 50)),
         compile_all(data.get("complaint_unless"), "complaint_unless"),
         bool(data.get("when_pregnant", False)),
+        bool(data.get("self_limited", False)),
     )
 
 
@@ -767,6 +931,39 @@ def _findings(raw_findings: dict[str, Any], lexicon: Lexicon, where: str) -> dic
         except Exception as exc:
             raise RuleFileError(f"{where}: finding {name}: {exc}") from exc
     return out
+
+
+def _load_generic(path: Path, lexicon: Lexicon) -> Generic:
+    data = yaml.safe_load(path.read_text()) or {}
+    sources = _protocol_sources(path, data)
+    findings = {}
+    for name, raw in (data.get("findings") or {}).items():
+        try:
+            findings[name] = Finding(
+                name,
+                tuple(lexicon.compile(p) for p in as_list(raw.get("patterns"))),
+                str(raw.get("label", name)),
+                tuple(lexicon.compile(p) for p in as_list(raw.get("unless"))),
+            )
+        except Exception as exc:
+            raise RuleFileError(f"{path.name}: finding {name}: {exc}") from exc
+    rules = []
+    for i, raw in enumerate(data.get("rules") or []):
+        raw = {k: v for k, v in raw.items() if k != "examples"}  # worked examples: tests/unit/knowledge/triage/
+        rule_id = raw.pop("id", None)
+        if not rule_id or any(r.id == rule_id for r in rules):
+            raise RuleFileError(f"{path.name}: rule {i + 1} needs an id of its own")
+        rules.append(replace(_protocol_rule(path, raw, f"rule {rule_id}", sources, findings), id=str(rule_id)))
+    self_care = dict(data.get("self_care") or {})
+    if self_care:
+        if self_care.get("source") not in sources:
+            raise RuleFileError(f"{path.name}: self_care: source must be one of this file's sources")
+        self_care["source"] = sources[self_care["source"]]
+        try:
+            self_care["reason"] = msg(self_care.pop("message", "triage.reason.self_care_criteria"))
+        except MessageError as exc:
+            raise RuleFileError(f"{path.name}: self_care: {exc}") from exc
+    return Generic(findings, tuple(rules), self_care, sources)
 
 
 @lru_cache(maxsize=2)

@@ -82,3 +82,28 @@ def test_safety_regression_sets(name):
     report = run("safety", HERE / f"{name}.jsonl")
     assert report["emergency_recall"] == 1.0
     assert report["false_alarm_rate"] <= 0.05, report["false_alarm_rate"]
+
+
+# Sets written elsewhere (issue 12): the ESI handbook's clinician-written vignettes with its answer
+# key (../shared/eval) and triage_external_dev, written by another hand from the structure of
+# public case collections and "when to seek care" guidance, in five voices. Their held-out twin
+# (triage_external_holdout.jsonl) stays out of every gate and every tuning step.
+SHARED_EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval"
+
+
+@pytest.mark.parametrize(
+    "cases, accuracy",
+    [(SHARED_EVAL / "triage_esi_dev.jsonl", 0.85), (HERE / "triage_external_dev.jsonl", 0.90)],
+    ids=["esi_dev", "external_dev"],
+)
+def test_triage_on_sets_written_elsewhere(cases, accuracy):
+    report = run("triage", cases)
+    missed = [c for c in report["cases"] if c["expected"] == "emergency" and c["predicted"] != "emergency"]
+    assert report["emergency_recall"] == 1.0, missed
+    assert report["accuracy"] >= accuracy, report["accuracy"]
+    assert report["latency_ms"]["p95_ms"] < 1000  # a guard against seconds; speed is `make bench`'s
+
+
+def test_every_complaint_and_discriminator_is_reported():
+    report = run("triage", HERE / "triage_external_dev.jsonl")
+    assert sum(1 for c in report["cases"] if len(c["parts"]) > 1) >= 20

@@ -104,7 +104,8 @@ def test_go_back_forgets_the_previous_answer():
     "text, level",
     [
         ("my chest hurts and I'm sweating", "emergency"),
-        ("my 6 week old has a temperature of 100.8", "urgent"),
+        ("my 6 week old has a temperature of 100.8", "emergency"),  # NICE NG143: a red feature
+        ("it burns when I pee, I'm 20 weeks pregnant", "urgent"),
         ("I've had a fever of 101 for 4 days", "routine"),
         ("fever of 100.4 since last night, otherwise fine", "self_care"),
     ],

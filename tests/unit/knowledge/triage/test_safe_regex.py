@@ -104,6 +104,14 @@ def _protocol_patterns(file: str) -> list[tuple[str, object]]:
     return out
 
 
+def _generic_patterns() -> list[tuple[str, object]]:
+    return [
+        (f"{finding.name}[{i}]", p)
+        for finding in ENGINE.generic.findings.values()
+        for i, p in enumerate(finding.patterns + finding.unless)
+    ]
+
+
 def _common_patterns() -> list[tuple[str, object]]:
     groups = {"who": ENGINE._who, "severity": ENGINE._severity, "conditions": ENGINE._conditions}
     out = [
@@ -151,7 +159,7 @@ def _module_patterns() -> list[tuple[str, object]]:
 GROUPS = (
     [f"safety/{p.name}" for p in sorted((RULES_DIR / "safety").glob("*.yml"))]
     + [f"protocols/{p.name}" for p in sorted((RULES_DIR / "protocols").glob("*.yml"))]
-    + ["common.yml", "lexicon.yml", "code"]
+    + ["generic.yml", "common.yml", "lexicon.yml", "code"]
 )
 
 
@@ -160,7 +168,12 @@ def _patterns(group: str) -> list[tuple[str, object]]:
         return _safety_patterns(group[7:])
     if group.startswith("protocols/"):
         return _protocol_patterns(group[10:])
-    return {"common.yml": _common_patterns, "lexicon.yml": _lexicon_patterns, "code": _module_patterns}[group]()
+    return {
+        "generic.yml": _generic_patterns,
+        "common.yml": _common_patterns,
+        "lexicon.yml": _lexicon_patterns,
+        "code": _module_patterns,
+    }[group]()
 
 
 @pytest.mark.parametrize("group", GROUPS)
