@@ -1,9 +1,10 @@
 """`careline eval triage` and `careline eval safety`: one JSON report each.
 
-Triage cases {id, text, expected, acceptable?}: the engine assesses each narrative in one shot, as if the
-patient had typed it and answered no follow-up question. `non_emergency` matches urgent or
-routine; a prediction in the case's `acceptable` list counts as right. Under-triage = predicted a lower level than expected (for non_emergency: self_care);
-over-triage = higher (for non_emergency: emergency).
+Triage cases {id, text, expected, acceptable?}: the engine assesses each narrative in one shot,
+as if the patient had typed it and answered no follow-up question. `non_emergency` matches
+urgent or routine; a prediction in the case's `acceptable` list counts as right. Under-triage =
+predicted a lower level than expected (for non_emergency: self_care); over-triage = higher (for
+non_emergency: emergency).
 
 Safety cases {id, text, expected: emergency | crisis | none}: the screen fires when it returns
 an emergency or a crisis. Recall over emergency and crisis cases; false alarms over "none".
