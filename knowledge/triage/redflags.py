@@ -137,8 +137,10 @@ class RedFlagRules:
             check_sms_goes_out_whole(ids_by_channel["sms"], msg(ids_by_channel["sms"]), "the safety screen")
         categories, rules = [], []
         ids: set[str] = set()
+        generic = directory / "generic.yml"  # the generic danger signs, shared with the triage engine
+        shared = (yaml.safe_load(generic.read_text()) or {}).get("findings") or {} if generic.exists() else {}
         for path in sorted((directory / "safety").glob("*.yml")):
-            category, file_rules = _load_file(path, lexicon)
+            category, file_rules = _load_file(path, lexicon, shared)
             categories.append(category)
             for rule in file_rules:
                 if rule.id in ids:
@@ -289,7 +291,7 @@ def _messages(ids: Any, path: Path) -> dict[str, str]:
     return texts
 
 
-def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
+def _load_file(path: Path, lexicon: Lexicon, shared: dict[str, Any] | None = None) -> tuple[Category, list[Rule]]:
     data = yaml.safe_load(path.read_text())
     name = data.get("category") or path.stem
     kind = data.get("kind")
@@ -318,6 +320,11 @@ def _load_file(path: Path, lexicon: Lexicon) -> tuple[Category, list[Rule]]:
         if raw.get("source") not in sources:
             raise RuleFileError(f"{path.name}: rule {rid} needs a source from this file's sources")
         examples = raw.get("examples") or {}
+        if raw.get("generic_finding"):  # patterns and exceptions defined once, in generic.yml
+            finding = (shared or {}).get(raw["generic_finding"])
+            if not finding:
+                raise RuleFileError(f"{path.name}: rule {rid}: generic.yml has no finding {raw['generic_finding']}")
+            raw = {**raw, "patterns": finding.get("patterns"), "unless": finding.get("unless")}
         try:
             patterns = tuple(lexicon.compile(p) for p in as_list(raw.get("patterns")))
             gate = lexicon.compile_any(as_list(raw.get("patterns")))
