@@ -354,4 +354,6 @@ def staff_summary(assessment: Assessment, facts: Facts) -> dict[str, Any]:
         "rules": assessment.rules,
         "reasons": assessment.reasons,
         "sources": [s.url for s in assessment.sources],
+        # every complaint and discriminator the message raised, each with its own level
+        "parts": [{"part": p["part"], "level": p["level"], "rules": p.get("rules", [])} for p in assessment.parts],
     }

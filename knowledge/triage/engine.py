@@ -773,12 +773,13 @@ def _below_routine_is_unsafe(facts: Facts, criteria: dict[str, Any]) -> str | No
 
 def _stated(vitals: Vitals) -> dict[str, Any]:
     """The numbers a message stated, as plain JSON (facts are kept in the tracker's slots)."""
-    return {k: v for k, v in asdict(vitals).items() if v not in (None, False, {})}
+    plain = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(vitals).items()}
+    return {k: v for k, v in plain.items() if v not in (None, False, {}, [])}
 
 
 def _vitals(stated: dict[str, Any]) -> Vitals:
-    empty = {f.name: None for f in fields(Vitals)} | {"on_oxygen": False, "labs": {}, "normal_stated": False}
-    return Vitals(**(empty | {k: v for k, v in stated.items() if k in empty}))
+    given = {k: frozenset(v) if k == "normal_stated_about" else v for k, v in stated.items()}
+    return Vitals(**{k: v for k, v in given.items() if k in {f.name for f in fields(Vitals)}})
 
 
 _TYPICAL_AGE_MONTHS = {"infant": 6.0, "child": 96.0, "adult": 480.0, "older_adult": 900.0}

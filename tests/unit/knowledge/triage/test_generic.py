@@ -61,6 +61,17 @@ def test_vital_signs_move_the_level():
     assert any(r.startswith("vitals:") for r in fast.rules), fast.rules
 
 
+def test_facts_with_vital_signs_survive_the_trackers_json():
+    import json
+
+    from knowledge.triage.engine import Facts
+
+    _, facts = assess_text("afebrile, HR 128, RR 30, BP 84/50, SpO2 88% RA, K 6.9")
+    again = Facts.from_dict(json.loads(json.dumps(facts.to_dict())))
+    assert again.vitals == facts.vitals and facts.vitals["heart_rate"] == 128
+    assert default_engine().assess(again).level == TriageLevel.EMERGENCY
+
+
 def test_clinician_voice_with_danger_zone_vitals():
     text = "A 67-year-old man presents with 2 days of productive cough. HR 128, RR 30, BP 84/50, SpO2 88% on room air."
     assert assess_text(text)[0].level == TriageLevel.EMERGENCY
@@ -91,3 +102,12 @@ def test_a_rule_needs_an_id_of_its_own(tmp_path: Path):
 
 def test_the_default_engine_loads_the_generic_rules():
     assert len(default_engine().generic.rules) == len(RULES)
+
+
+def test_staff_see_every_part_of_the_assessment():
+    from knowledge.triage.dialogue import staff_summary
+
+    assessment, facts = assess_text("sore throat for 2 days, and since yesterday it burns when I pee with a fever of 101")
+    parts = staff_summary(assessment, facts)["parts"]
+    assert {p["part"] for p in parts} >= {"sore_throat", "urinary"}
+    assert all(p["level"] in {"self_care", "routine", "urgent", "emergency"} for p in parts)
