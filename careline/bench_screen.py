@@ -7,7 +7,8 @@ normalised ("% % %", "sob sob"), cut into a thousand sentences, or repeat a nega
 Each goes through the whole RedFlagRules.screen(), and through the one-shot triage assessment
 (knowledge/triage_engine.assess_text), which also runs the screen. Prints JSON: p50 and max in
 ms, the slowest input's origin, and the p50 on the evaluation sets' ordinary messages for
-comparison. Target: screen max <= 50 ms.
+comparison; and the one-shot triage's p50 and p95 on whole messages written elsewhere. Targets:
+screen max <= 50 ms, one-shot triage p95 <= 50 ms.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from knowledge.triage.safe_regex import MESSAGE_LIMIT, worst_case
 
 TARGET_MS = 50.0
 EVAL_DIR = Path(__file__).resolve().parent.parent / "tests" / "eval"
+TRIAGE_SETS = [
+    EVAL_DIR.parent.parent.parent / "shared" / "eval" / "triage_esi_dev.jsonl",
+    EVAL_DIR / "triage_external_dev.jsonl",
+    EVAL_DIR / "triage_dev.jsonl",
+]
 
 # Messages that attack the screen as a whole rather than one pattern.
 _WHOLE = {
@@ -108,7 +114,17 @@ def main() -> None:
     screen = [(_timed(rules.screen, text), origin) for origin, text in corpus]
     triage = [(_timed(lambda t: assess_text(t, engine), text), origin) for origin, text in corpus]
     normal_times = [(_timed(rules.screen, text), "normal") for text in normal]
+    one_shot = {}  # one-shot triage of whole messages written elsewhere (target: p95 <= 50 ms)
+    for path in TRIAGE_SETS:
+        if path.exists():
+            times = [_timed(lambda t: assess_text(t, engine), c["text"]) for c in read_cases(path, ("id", "text"))]
+            one_shot[path.stem] = {
+                "p50_ms": round(statistics.median(times), 2),
+                "p95_ms": round(percentile(times, 0.95), 2),
+                "n": len(times),
+            }
     result = {
+        "triage_one_shot": one_shot,
         "screen_adversarial": _summary(screen),
         "triage_one_shot_adversarial": _summary(triage),
         "screen_normal": {
