@@ -61,6 +61,7 @@ class Finding:
     label: str  # plain language, used in reasons and questions' summaries
     unless: tuple[Any, ...] = ()  # a sentence matching one of these says nothing about the finding
     shared: bool = False  # defined once in common.yml, usable by every protocol
+    history_ok: bool = False  # a state anchored in the past ("last period 7 weeks ago"), read in history too
 
 
 @dataclass(frozen=True)
@@ -457,7 +458,9 @@ class TriageEngine:
                 facts.conditions_known = True
         self._read_findings(norm, reading, facts, protocols or list(self.protocols))
         for name, finding in self.generic.findings.items():
-            present = self._matches(finding.patterns, norm, finding.unless, reading=reading)
+            present = self._matches(
+                finding.patterns, norm, finding.unless, history=not finding.history_ok, reading=reading
+            )
             if present is not None:
                 facts.findings[name] = present
         facts.vitals.update(_stated(read_vitals(text)))
@@ -945,6 +948,7 @@ def _load_generic(path: Path, lexicon: Lexicon) -> Generic:
                 tuple(lexicon.compile(p) for p in as_list(raw.get("patterns"))),
                 str(raw.get("label", name)),
                 tuple(lexicon.compile(p) for p in as_list(raw.get("unless"))),
+                history_ok=bool(raw.get("history_ok", False)),
             )
         except Exception as exc:
             raise RuleFileError(f"{path.name}: finding {name}: {exc}") from exc
