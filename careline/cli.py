@@ -71,7 +71,9 @@ def _add_kb_parsers(sub) -> None:
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
     kb_sub.add_parser("stats", help="what the store holds")
     cal = kb_sub.add_parser("calibrate", help="fit the answer/abstain model on labelled RAG cases")
-    cal.add_argument("--cases", required=True, type=Path)
+    cal.add_argument(
+        "--cases", required=True, type=Path, action="append", help="JSON Lines file of cases; repeat to fit on several"
+    )
     se = kb_sub.add_parser("search", help="retrieve passages for a question")
     se.add_argument("query")
     se.add_argument("-k", type=int, default=5)

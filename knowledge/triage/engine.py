@@ -605,7 +605,8 @@ class TriageEngine:
                         [found.reason],
                         [f"vitals:{found.name}"],
                         [found.source],
-                        red_flags=RANK[found.level] >= RANK[TriageLevel.URGENT],
+                        # a number is a warning sign for staff when it is an emergency's
+                        red_flags=found.level == TriageLevel.EMERGENCY,
                     )
                 )
         return out

@@ -131,15 +131,20 @@ async def test_the_first_turn_reads_the_complaint_and_asks_what_matters():
     assert (form.state["current"], form.state["asked"], form.state["retries"]) == ("who", ["who"], 0)
 
 
-async def test_an_emergency_in_the_first_message_ends_the_form_and_alerts_staff_first():
+@pytest.mark.parametrize(
+    "opening",
+    # the second: a fever under 3 months is an emergency by age alone (NICE NG143 red feature)
+    ["my chest hurts and I'm sweating", "my 6 week old has a temperature of 100.8"],
+)
+async def test_an_emergency_in_the_first_message_ends_the_form_and_alerts_staff_first(opening):
     form = Form()
-    shown = await form.start("my chest hurts and I'm sweating")
+    shown = await form.start(opening)
     outcome_of(shown, "emergency")
     (handoff,) = [m for m in shown if isinstance(m, Handoff)]
     assert shown[1:] == ["utter_triage_staff_alerted", handoff]
     assert (handoff.reason, handoff.priority) == (HandoffReason.TRIAGE_EMERGENCY, Priority.EMERGENCY)
-    assert handoff.summary["complaint"] == "chest_pain" and handoff.summary["level"] == "emergency"
-    assert "chest hurts" not in str(handoff.summary)  # ids and answers for staff, not the message
+    assert handoff.summary["complaint"] in ("chest_pain", "fever") and handoff.summary["level"] == "emergency"
+    assert opening not in str(handoff.summary)  # ids and answers for staff, not the message
     assert form.events == [SlotSet("triage_level", "emergency"), *ENDS_FORM, SlotSet("triage_answer", None)]
 
 
@@ -148,8 +153,6 @@ async def test_an_emergency_in_the_first_message_ends_the_form_and_alerts_staff_
 JOURNEYS = [
     ("I've had a fever of 101 for 4 days", ["me", "no", "no", "no", "no", "none"], "routine", None),
     ("fever of 100.4 since last night, otherwise fine", ["me", "no", "no", "no", "no", "none"], "self_care", None),
-    # A baby's fever is urgent by age alone: no red flag, so no hand-off.
-    ("my 6 week old has a temperature of 100.8", ["no", "no", "no", "no", "less than a day", "none"], "urgent", None),
     # "Not sure" about meningitis signs pushes the level up to urgent, with its red flags: staff are told.
     (
         "there's a fever",
