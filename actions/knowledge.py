@@ -55,19 +55,26 @@ def answer_events(
     """Plain function behind the action: (messages to send, slot events). Blocking (retrieval, and
     the LLM call when generation is on): the action runs it in a thread."""
     from knowledge.answers.answer import decide, render
+    from knowledge.answers.question import find_question
 
-    if boundary(text) == "diagnosis":
+    # The boundaries read what the message asks, not its story ("the doctor thinks I might have
+    # lupus. What are the symptoms?" asks for no diagnosis); a short question is read whole.
+    crossed = boundary(find_question(text).text)
+    if crossed == "diagnosis":
         return [{"response": "utter_cannot_diagnose"}, {"response": "utter_offer_human"}], []
     retriever = get_retriever()
     hits = retriever.search(text, k=3, context=focus)
-    decision = decide(hits, retriever.calibration.threshold)
+    decision = decide(hits, retriever.calibration.threshold, text)
     if not decision.answer:
         log.info("kb abstain reason=%s top=%.3f", decision.reason, hits[0].score if hits else 0.0)
+        person = {"title": msg("button.person"), "payload": "/request_human"}
+        if decision.reason == "medicine":  # nothing on that medicine: the pharmacist, or a person
+            return [{"text": msg("kb.no_medicine_info"), "buttons": [person]}], [SlotSet("kb_more", None)]
         messages: list[dict[str, Any]] = [{"response": "utter_kb_abstain"}]
         related = [
             h for h in hits if h.score >= retriever.calibration.threshold / 3 and h.metadata.get("kind") == "medical"
         ]
-        buttons = [{"title": msg("button.person"), "payload": "/request_human"}]
+        buttons = [person]
         if related:
             title = related[0].metadata.get("title", "")
             buttons.insert(0, {"title": msg("kb.read_about", title=title)[:60], "payload": f"what is {title}"})
@@ -75,7 +82,7 @@ def answer_events(
         return messages, [SlotSet("kb_more", None)]
     hit = decision.cited[0]
     rendered = render(hit, channel, page_chars)
-    if boundary(text) != "dosing":  # dosing questions keep the source's own words
+    if crossed != "dosing":  # dosing questions keep the source's own words
         from knowledge.answers.generation import compose
 
         rendered, _ = compose(get_generator(), text, hit, channel, rendered, page_chars)
@@ -87,7 +94,7 @@ def answer_events(
     elif rendered.rest:
         first["buttons"] = [{"title": msg("button.more"), "payload": "/ask_more"}]
     messages = [first]
-    if boundary(text) == "dosing":
+    if crossed == "dosing":
         messages.append({"text": msg("kb.ask_pharmacist")})
     focus_name = hit.metadata.get("focus") if hit.metadata.get("kind") == "medical" else None
     return messages, [

@@ -1,4 +1,10 @@
-"""`careline eval nlu`: classify labelled cases with the trained model and report per-intent figures."""
+"""`careline eval nlu`: classify labelled cases with the trained model and report per-intent figures.
+
+The figures are those of what the patient gets: where the model says out_of_scope or nlu_fallback,
+the action server asks the health-domain guard (knowledge/domain.py, actions/fallback.py), and so
+does this report. `raw` keeps the model's own accuracy and recall; `guard` counts the predictions
+the guard changed to the expected intent (`rescued`) and to another one (`wrongly_rescued`).
+"""
 
 from __future__ import annotations
 
@@ -77,6 +83,36 @@ def report(cases: list[dict[str, Any]], predictions: list[tuple[str, float]]) ->
     }
 
 
+GUARDED = ("out_of_scope", "nlu_fallback")
+
+
+def apply_guard(
+    cases: list[dict[str, Any]], predictions: list[tuple[str, float]]
+) -> tuple[list[tuple[str, float]], dict[str, int]]:
+    """The predictions as the patient meets them: an out-of-scope or fallback prediction that the
+    health-domain guard reads as a symptom report or a health question becomes that intent."""
+    from knowledge.domain import health_intent
+
+    guarded: list[tuple[str, float]] = []
+    counts = {"rescued": 0, "wrongly_rescued": 0}
+    for case, (predicted, confidence) in zip(cases, predictions, strict=True):
+        health = health_intent(case["text"]) if predicted in GUARDED else None
+        if health:
+            counts["rescued" if health == case["intent"] else "wrongly_rescued"] += 1
+            predicted = health
+        guarded.append((predicted, confidence))
+    return guarded, counts
+
+
+def raw_figures(cases: list[dict[str, Any]], predictions: list[tuple[str, float]]) -> dict[str, Any]:
+    """The model alone: accuracy and each intent's recall."""
+    figures = report(cases, predictions)
+    return {
+        "accuracy": figures["accuracy"],
+        "intents": {intent: f["recall"] for intent, f in figures["intents"].items() if f["support"]},
+    }
+
+
 async def classify(rasa_url: str, token: str | None, texts: list[str], concurrency: int = 4) -> list[tuple[str, float]]:
     sem = asyncio.Semaphore(concurrency)
     params = {"token": token} if token else None
@@ -142,7 +178,10 @@ def evaluate(root: Path, cases_path: Path, model: Path | None = None) -> dict[st
     finally:
         if started:
             started.stop()
-    result = report(cases, predictions)
+    guarded, counts = apply_guard(cases, predictions)
+    result = report(cases, guarded)
+    result["raw"] = raw_figures(cases, predictions)
+    result["guard"] = counts
     result["cases_file"] = str(cases_path)
     result["seconds"] = round(elapsed, 2)
     return result

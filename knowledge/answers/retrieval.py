@@ -11,13 +11,16 @@ import re
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from knowledge.answers.documents import body_of
+
+if TYPE_CHECKING:
+    from knowledge.answers.question import Question
 
 CALIBRATION_FILE = Path(__file__).with_name("retrieval_calibration.json")
 
@@ -138,6 +141,24 @@ def normalise(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
+_TRAILING_ALIAS = re.compile(r"^(.*\S)\s*\(\s*(?:also\s+known\s+as\s+)?([^()]+?)\s*\)$", re.I)
+
+
+def name_variants(name: str, alias: bool = True) -> list[str]:
+    """A name and the names it contains: "Chronic Fatigue Syndrome (CFS)" is also "Chronic Fatigue
+    Syndrome" and (`alias`) "CFS", "Parasites - American Trypanosomiasis (also known as Chagas
+    Disease)" also "Chagas Disease", "Gum (Periodontal) Disease" also "Gum Disease". A patient
+    writes one of them, and a name is only matched by a window of about its own length."""
+    variants = [name]
+    found = _TRAILING_ALIAS.match(name.strip()) if alias else None
+    if found and not found.group(2).lower().startswith("for "):  # "(For Health Care Professionals)"
+        variants.append(found.group(2))
+    outside = re.sub(r"\s*\([^()]*\)", "", name).strip()
+    if outside and outside != name:
+        variants.append(outside)
+    return variants
+
+
 def _cued(text: str) -> set[str]:
     text = _NARRATIVE.sub(" ", text)
     return {qtype for qtype, pattern in _CUE_PATTERNS.items() if pattern.search(text)}
@@ -145,8 +166,10 @@ def _cued(text: str) -> set[str]:
 
 def query_qtypes(query: str) -> set[str]:
     """The kinds of answer asked for; none means an overview."""
+    from knowledge.answers.question import asks  # requests too: "i want to know if it is inherited"
+
     clauses = [c.strip() for c in _CLAUSE.findall(query.lower()) if c.strip()]
-    asking = [c for c in clauses if c.endswith("?") or _ASKING.match(c)]
+    asking = [c for c in clauses if c.endswith("?") or _ASKING.match(c) or asks(c)]
     if asking:
         return set().union(*(_cued(c) for c in asking))
     return _cued(query.lower())
@@ -250,8 +273,9 @@ class Retriever:
         # Names: focus and synonyms of each chunk, char-trigram TF-IDF for misspellings.
         names, owners = [], []
         for i, m in enumerate(metas):
-            for name in [m.get("focus", "")] + [s for s in (m.get("synonyms") or "").split("; ") if s]:
-                n = normalise(name)
+            # A synonym's parenthesis is a note ("(type)", "(formerly)"), a focus's an alias.
+            synonyms = [v for s in (m.get("synonyms") or "").split("; ") if s for v in name_variants(s, alias=False)]
+            for n in dict.fromkeys(normalise(v) for v in name_variants(m.get("focus", "")) + synonyms):
                 if len(n) >= 3:
                     names.append(n)
                     owners.append(i)
@@ -264,39 +288,76 @@ class Retriever:
     # --- signals -----------------------------------------------------------------------------
     def _name_scores(self, query: str) -> dict[int, float]:
         """Best fuzzy match of any focus/synonym against any window of the query's words."""
+        return self._names_in([query])[0]
+
+    def _names_in(self, texts: list[str]) -> list[dict[int, float]]:
+        """Name matches of several texts (the sentences of a message) in one pass."""
+        return [{i: score for i, (score, _) in found.items()} for found in self._name_matches(texts)]
+
+    def _name_matches(self, texts: list[str]) -> list[dict[int, tuple[float, int]]]:
+        """For each text, passage index -> (best name match, how many words that name has)."""
+        out: list[dict[int, tuple[float, int]]] = [{} for _ in texts]
         if self.names_matrix is None:
-            return {}
-        words = normalise(query).split()
-        windows, sizes = [], []
-        for size in range(1, min(8, len(words)) + 1):
-            for start in range(0, len(words) - size + 1):
-                window = words[start : start + size]
-                if size == 1 and (window[0] in STOPWORDS or len(window[0]) < 4):
-                    continue
-                windows.append(" ".join(window))
-                sizes.append(size)
+            return out
+        windows, sizes, text_of = [], [], []
+        for t, text in enumerate(texts):
+            words = normalise(text).split()
+            for size in range(1, min(8, len(words)) + 1):
+                for start in range(0, len(words) - size + 1):
+                    window = words[start : start + size]
+                    if size == 1 and (window[0] in STOPWORDS or len(window[0]) < 4):
+                        continue
+                    windows.append(" ".join(window))
+                    sizes.append(size)
+                    text_of.append(t)
         if not windows:
-            return {}
+            return out
         sims = (self.names_vec.transform(windows) @ self.names_matrix).tocoo()
         sizes = np.array(sizes)
-        out: dict[int, float] = {}
         keep = sims.data >= 0.55
         for w, n, s in zip(sims.row[keep], sims.col[keep], sims.data[keep], strict=False):
             # A window must be about as long as the name (no credit for "syndrome" alone).
             if abs(sizes[w] - self.name_words[n]) > 1:
                 continue
             owner = int(self.name_owner[n])
-            if s > out.get(owner, 0.0):
-                out[owner] = float(s)
+            scores = out[text_of[w]]
+            if s > scores.get(owner, (0.0, 0))[0]:
+                scores[owner] = (float(s), int(self.name_words[n]))
         return out
 
     def _bm25_scores(self, query: str) -> np.ndarray:
         terms = np.unique(self.counter.transform([query]).indices)
         return np.asarray(self.bm25[:, terms].sum(axis=1)).ravel()
 
+    def best_names(self, texts: list[str]) -> list[tuple[str, float] | None]:
+        """For each text, the condition it names best (the focus of a medical passage, by its focus
+        or a synonym) and how well (0..1), or None: the name matcher knowledge/answers/question.py
+        uses to find what a long message is about."""
+        found: list[tuple[str, float] | None] = []
+        for matches in self._name_matches(texts):
+            medical = {i: m for i, m in matches.items() if self.metas[i].get("kind") != "clinic"}
+            # On a tie the longer name: "familial Mediterranean fever" rather than "fever".
+            best = max(medical, key=lambda i: (round(medical[i][0], 2), medical[i][1]), default=None)
+            found.append(None if best is None else (self.metas[best].get("focus", ""), medical[best][0]))
+        return found
+
     def search(self, query: str, k: int = 5, context: str | None = None) -> list[Hit]:
-        """Best passages for a question, one per citation, most probable first."""
-        return rank(self.scored_candidates(query, context), query_qtypes(query))[:k]
+        """Best passages for a message, one per citation, most probable first: the one entry point
+        for answering (actions/knowledge.py) and evaluation (careline/kb.py evaluate_rag)."""
+        question, hits = self.candidates_for(query, context)
+        return rank(hits, set(question.kinds))[:k]
+
+    def candidates_for(self, message: str, context: str | None = None) -> tuple[Question, list[Hit]]:
+        """The question found in a message (knowledge/answers/question.py: a long message is cut to
+        its subject, the sentences that ask and the condition they are about) and every candidate
+        passage for it, scored. Thread-safe: searches run one at a time."""
+        from knowledge.answers.question import find_question  # it reads query_qtypes from here
+
+        if not self.ids:
+            return find_question(message), []
+        with self._lock:
+            question = find_question(message, self.best_names)
+            return question, self._scored_candidates(question.text, context)
 
     def scored_candidates(self, query: str, context: str | None = None) -> list[Hit]:
         """Every candidate passage (dense, BM25 and name matches), one per citation, scored.

@@ -320,11 +320,7 @@ def _load_file(path: Path, lexicon: Lexicon, shared: dict[str, Any] | None = Non
         if raw.get("source") not in sources:
             raise RuleFileError(f"{path.name}: rule {rid} needs a source from this file's sources")
         examples = raw.get("examples") or {}
-        if raw.get("generic_finding"):  # patterns and exceptions defined once, in generic.yml
-            finding = (shared or {}).get(raw["generic_finding"])
-            if not finding:
-                raise RuleFileError(f"{path.name}: rule {rid}: generic.yml has no finding {raw['generic_finding']}")
-            raw = {**raw, "patterns": finding.get("patterns"), "unless": finding.get("unless")}
+        raw = _with_shared_patterns(raw, shared or {}, f"{path.name}: rule {rid}")
         try:
             patterns = tuple(lexicon.compile(p) for p in as_list(raw.get("patterns")))
             gate = lexicon.compile_any(as_list(raw.get("patterns")))
@@ -353,6 +349,16 @@ def _load_file(path: Path, lexicon: Lexicon, shared: dict[str, Any] | None = Non
             )
         )
     return category, rules
+
+
+def _with_shared_patterns(raw: dict[str, Any], shared: dict[str, Any], where: str) -> dict[str, Any]:
+    """A rule that names a generic.yml finding (`generic_finding`) takes its patterns and exceptions."""
+    if not raw.get("generic_finding"):
+        return raw
+    finding = shared.get(raw["generic_finding"])
+    if not finding:
+        raise RuleFileError(f"{where}: generic.yml has no finding {raw['generic_finding']}")
+    return {**raw, "patterns": finding.get("patterns"), "unless": finding.get("unless")}
 
 
 @lru_cache(maxsize=2)

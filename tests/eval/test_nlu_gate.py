@@ -46,3 +46,23 @@ def test_careline_intents_held_out(stack):
     for intent, figures in report["intents"].items():
         if figures["support"]:
             assert figures["recall"] >= 0.65, (intent, figures)
+
+
+# --- the health-domain guard: what the patient gets (careline/eval_nlu.py applies it) ----------
+HEALTH_DEV = ROOT / "tests" / "eval" / "nlu_health_dev.jsonl"
+
+
+def test_health_messages_are_never_out_of_scope(stack):
+    """Symptom reports and health questions (short phrases, caregivers, medicines, long messages)
+    reach their intent, with the guard catching what the model sends out of scope."""
+    report = run_eval(stack, HEALTH_DEV)
+    for intent in ("report_symptom", "ask_health_question"):
+        assert report["intents"][intent]["recall"] >= 0.90, (intent, report["intents"][intent], report["raw"])
+    assert {"rescued", "wrongly_rescued"} <= set(report["guard"])
+
+
+def test_the_guard_keeps_clinc_out_of_scope(stack):
+    """CLINC's out-of-scope requests (nutrition facts among them) stay out of scope with the guard on."""
+    report = run_eval(stack, SHARED_EVAL / "nlu_clinc_dev.jsonl")
+    assert report["intents"]["out_of_scope"]["recall"] >= 0.85, (report["intents"]["out_of_scope"], report["guard"])
+    assert report["guard"]["wrongly_rescued"] <= 0.05 * report["intents"]["out_of_scope"]["support"]
