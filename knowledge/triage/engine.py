@@ -234,6 +234,9 @@ _TEMP = re2.compile(
     r"(?:fever|temp|temperature|febrile|t|tmax|of|is|was|at|reading|hit|spiked to)\s*"
     r"(?:of |is |was |at |to |around |about |like )*(\d{2,3}(?:\.\d)?)\s*(f|c)?\b"
     r"|\b(\d{2,3}(?:\.\d)?)\s*(f|c)\b"
+    # a bare reading with where it was taken: "38.2 under the arm", "100.8 rectal"
+    r"|\b(\d{2,3}(?:\.\d)?)\s*(f|c)?\s*(?:under (?:the|her|his|their|my) arm"
+    r"|in (?:the|her|his|their|my) (?:armpit|ear|mouth|bottom)|axillary|rectal|rectally|orally|tympanic)"
 )
 _AGE_YEARS = re.compile(
     r"\b(\d{1,3}) year olds?\b|\bage (\d{1,3})\b|\baged (\d{1,3})\b|\b(\d{1,3}) years old\b|\bim (\d{2})\b"
@@ -304,8 +307,8 @@ def parse_duration_hours(text: str) -> float | None:
 def parse_temperature_f(text: str) -> float | None:
     best = None
     for m in _TEMP.finditer(text):
-        raw = m.group(1) or m.group(3)
-        unit = m.group(2) or m.group(4)
+        raw = m.group(1) or m.group(3) or m.group(5)
+        unit = m.group(2) or m.group(4) or m.group(6)
         value = float(raw)
         if unit == "c" or (unit is None and 35 <= value <= 43):
             value = value * 9 / 5 + 32

@@ -93,8 +93,12 @@ SHARED_EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval"
 
 @pytest.mark.parametrize(
     "cases, accuracy",
-    [(SHARED_EVAL / "triage_esi_dev.jsonl", 0.85), (HERE / "triage_external_dev.jsonl", 0.90)],
-    ids=["esi_dev", "external_dev"],
+    [
+        (SHARED_EVAL / "triage_esi_dev.jsonl", 0.85),
+        (HERE / "triage_external_dev.jsonl", 0.90),
+        (HERE / "triage_external_dev2.jsonl", 0.90),  # emergencies in lay, indirect and buried words
+    ],
+    ids=["esi_dev", "external_dev", "external_dev2"],
 )
 def test_triage_on_sets_written_elsewhere(cases, accuracy):
     report = run("triage", cases)

@@ -506,8 +506,9 @@ def test_glucose(mg_dl, expected):
 @pytest.mark.parametrize(
     "labs,expected",
     [
-        ({"potassium": 6.5}, {"potassium_high": "emergency"}),
-        ({"potassium": 6.4}, {}),
+        ({"potassium": 6.5}, {"potassium_high": "emergency", "potassium_raised": "urgent"}),
+        ({"potassium": 6.4}, {"potassium_raised": "urgent"}),
+        ({"potassium": 5.9}, {}),
         ({"potassium": 2.5}, {"potassium_low": "emergency"}),
         ({"potassium": 2.6}, {}),
         ({"sodium": 120}, {"sodium_low": "emergency"}),
