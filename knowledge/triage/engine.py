@@ -924,8 +924,9 @@ def _with_texts(common: dict[str, Any]) -> dict[str, Any]:
     return {**common, "questions": questions, "unmatched": unmatched}
 
 
-def _findings(raw_findings: dict[str, Any], lexicon: Lexicon, where: str) -> dict[str, Finding]:
-    """Findings shared by every protocol (common.yml): reassuring negatives, looking well."""
+def _findings(raw_findings: dict[str, Any], lexicon: Lexicon, where: str, shared: bool = True) -> dict[str, Finding]:
+    """Findings shared by every protocol (common.yml: reassuring negatives, looking well), or
+    generic.yml's discriminators (`shared=False`: read on every message, not by the protocols)."""
     out = {}
     for name, raw in raw_findings.items():
         try:
@@ -934,7 +935,8 @@ def _findings(raw_findings: dict[str, Any], lexicon: Lexicon, where: str) -> dic
                 tuple(lexicon.compile(p) for p in as_list(raw.get("patterns"))),
                 str(raw.get("label", name)),
                 tuple(lexicon.compile(p) for p in as_list(raw.get("unless"))),
-                shared=True,
+                shared=shared,
+                history_ok=bool(raw.get("history_ok", False)),
             )
         except Exception as exc:
             raise RuleFileError(f"{where}: finding {name}: {exc}") from exc
@@ -944,18 +946,7 @@ def _findings(raw_findings: dict[str, Any], lexicon: Lexicon, where: str) -> dic
 def _load_generic(path: Path, lexicon: Lexicon) -> Generic:
     data = yaml.safe_load(path.read_text()) or {}
     sources = _protocol_sources(path, data)
-    findings = {}
-    for name, raw in (data.get("findings") or {}).items():
-        try:
-            findings[name] = Finding(
-                name,
-                tuple(lexicon.compile(p) for p in as_list(raw.get("patterns"))),
-                str(raw.get("label", name)),
-                tuple(lexicon.compile(p) for p in as_list(raw.get("unless"))),
-                history_ok=bool(raw.get("history_ok", False)),
-            )
-        except Exception as exc:
-            raise RuleFileError(f"{path.name}: finding {name}: {exc}") from exc
+    findings = _findings(data.get("findings") or {}, lexicon, path.name, shared=False)
     rules = []
     for i, raw in enumerate(data.get("rules") or []):
         raw = {k: v for k, v in raw.items() if k != "examples"}  # worked examples: tests/unit/knowledge/triage/
