@@ -668,6 +668,7 @@ async def run_periodically(
     """The gateway's background sweep: one now, then every `interval` seconds (sooner while a sweep
     reaches its batch limit). Errors are logged and retried at the next interval; cancel to stop."""
     privacy = Privacy.from_settings(redis, engine, settings, cipher)
+    task = asyncio.current_task()
     while True:
         delay = interval
         try:
@@ -678,4 +679,8 @@ async def run_periodically(
             raise
         except Exception:
             log.exception("retention sweep failed")
+        if task is not None and task.cancelling():
+            # a cancellation that landed inside a Redis command can be swallowed by the client's
+            # retry; the request is still counted, so stop here rather than sweep forever
+            raise asyncio.CancelledError
         await asyncio.sleep(delay)

@@ -95,7 +95,11 @@ def test_triage_to_emergency(api, conversation_id):
 def test_triage_to_urgent(api, conversation_id):
     first = say(api, conversation_id, "my baby has a fever")
     reply = answer_until_outcome(
-        api, conversation_id, first, [("old", "6 weeks"), ("temperature", "100.8"), ("long", "since this morning")]
+        # 3 to 6 months with 39 °C or more: urgent (under 3 months any fever is an emergency, NICE NG143)
+        api,
+        conversation_id,
+        first,
+        [("old", "4 months"), ("temperature", "102.5"), ("long", "since this morning")],
     )
     body = texts(reply)
     assert "Urgent" in body and "not a diagnosis" in body and "Source:" in body

@@ -463,7 +463,7 @@ async def test_run_periodically_sweeps_until_cancelled_and_survives_errors(world
         if not await world.redis.exists(world.k("conv", p.key), world.k("transcript", p.key)):
             break
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 30)  # a cancel always stops it
     assert task.cancelled() and len(calls) >= 2
     assert world.traces(p) == []
 
