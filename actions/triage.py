@@ -134,7 +134,7 @@ class ActionAskTriageAnswer(Action):
                 state.current = q.id
                 state.asked.append(q.id)
                 state.retries = 0
-            dispatcher.utter_message(**ask(q))
+            dispatcher.utter_message(**ask(q, state.facts))
             return [SlotSet(STATE_SLOT, state.to_dict())]
         except Exception:
             log.exception("triage question failed")

@@ -31,6 +31,13 @@ class HandoffReason(StrEnum):
     TRIAGE_EMERGENCY = "triage:emergency"
     TRIAGE_URGENT = "triage:urgent"
     TRIAGE_ERROR = "triage_error"
+    # Scheduling (careline/scheduling/dialogue.py) hands to a person when a patient's change is
+    # inside the cancellation cut-off, identity cannot be checked, no urgent slot is free, or the
+    # schedule cannot be reached.
+    SCHEDULING_CUTOFF = "scheduling:cutoff"
+    SCHEDULING_IDENTITY = "scheduling:identity"
+    SCHEDULING_NO_SLOT = "scheduling:no_slot"
+    SCHEDULING_ERROR = "scheduling_error"
     UNSPECIFIED = "unspecified"  # a payload that names no reason, or one this gateway does not know
 
     @classmethod

@@ -181,6 +181,46 @@ class LLMSettings(BaseSettings):
     max_tokens: int = Field(default=300, ge=16, le=2000)
 
 
+class SchedulingSettings(BaseSettings):
+    """Appointments (careline/scheduling/): read by the gateway, the action server and the CLI,
+    none of which needs the others' settings to run it."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # sql: the built-in schedule in DATABASE_URL; fhir: a FHIR R4 server at FHIR_BASE_URL.
+    scheduling_backend: Literal["sql", "fhir"] = "sql"
+    fhir_base_url: str | None = None
+    fhir_auth_token: str | None = Field(default=None, repr=False)  # sent as "Authorization: Bearer ..."
+    fhir_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # The clinic's schedule (locations, providers, visit types, weekly templates, holidays).
+    schedule_file: str = "knowledge/clinic/schedule.yml"
+    schedule_days_ahead: int = Field(default=28, ge=1, le=366)  # slots are made this far ahead
+    slot_hold_seconds: int = Field(default=300, ge=30, le=3600)  # a slot offered and picked is held this long
+    slots_offered: int = Field(default=3, ge=1, le=9)
+    # Inside this many hours of the start, a patient's cancel or move goes to staff instead.
+    cancel_cutoff_hours: int = Field(default=24, ge=0, le=24 * 14)
+    # Reminders: hours before the start (comma-separated), sent only inside the sending hours
+    # (clinic time zone); one due outside them waits for the next opening.
+    reminder_hours: str = "72,24"
+    sms_sending_hours: str = "08:00-20:00"
+    # One-time codes: digits, lifetime, wrong tries before the code is void, codes sent per patient.
+    otp_digits: int = Field(default=6, ge=4, le=10)
+    otp_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    otp_max_attempts: int = Field(default=5, ge=1, le=10)
+    otp_send_rate_limit: str = "3/15minutes"
+    # Wrong dates of birth for a name before the assistant stops asking and offers a person.
+    identity_max_attempts: int = Field(default=3, ge=1, le=10)
+    # A waitlist offer of a freed slot stands this long; the first yes wins.
+    waitlist_offer_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    # The worker that sends reminders, codes and offers (in the gateway, or `careline worker`).
+    scheduling_worker: bool = True
+    scheduling_worker_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    @property
+    def reminder_offsets_hours(self) -> list[int]:
+        return sorted({int(h) for h in self.reminder_hours.split(",") if h.strip()}, reverse=True)
+
+
 class LanguageSettings(BaseSettings):
     """The language of what patients read (knowledge/messages/<language>.yml). Its own class: the
     action server and the screen's workers read it too, and they have no gateway secrets."""

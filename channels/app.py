@@ -17,7 +17,9 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 
-from careline.settings import Settings, get_settings
+from careline.scheduling import make_scheduler
+from careline.scheduling.model import Scheduler
+from careline.settings import SchedulingSettings, Settings, get_settings
 from channels import deps
 from channels.audit import SafetyAudit
 from channels.consent import SmsRecords
@@ -30,7 +32,7 @@ from channels.privacy import run_periodically
 from channels.rasa_client import RasaClient
 from channels.ratelimit import RateLimits
 from channels.readiness import Readiness
-from channels.routes import api, health, sms, staff, web
+from channels.routes import api, calendar, health, schedule, sms, staff, web
 from channels.routes.edge import careline_error
 from channels.safety import IsolatedScreen, SafetyScreen
 from channels.sms import SmsChannel, SmsTexts
@@ -69,7 +71,9 @@ def create_app(settings: Settings | None = None, screen: SafetyScreen | None = N
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(web.router)
+    app.include_router(calendar.router)
     app.include_router(staff_auth.router)
+    app.include_router(schedule.router)  # before staff.router: its /staff/{name} would take /staff/schedule
     app.include_router(staff.router)
     return app
 
@@ -131,7 +135,37 @@ async def start_services(settings: Settings, screen: SafetyScreen | None, cleanu
         sms_channel,
     )
     auth = StaffAuth.from_settings(settings, engine, redis, limits)
-    return deps.Services(gateway, store, limits, readiness, sms_channel, pager, fanout, console, auth)
+    scheduler = await start_scheduling(settings, redis, engine, sms_channel, cleanup)
+    return deps.Services(gateway, store, limits, readiness, sms_channel, pager, fanout, console, auth, scheduler)
+
+
+async def start_scheduling(
+    settings: Settings, redis: Redis, engine: Engine, sms_channel: SmsChannel | None, cleanup: AsyncExitStack
+) -> Scheduler:
+    """The schedule (SQL, or the clinic's FHIR server): the sample schedule loaded and its slots
+    made ahead (careline/scheduling/calendar.py) for the SQL backend."""
+    scheduling = SchedulingSettings()
+    scheduler = make_scheduler(scheduling, engine)
+    if scheduling.scheduling_backend == "sql":
+        from careline.scheduling.calendar import ensure_schedule
+
+        try:  # a broken schedule file must not take triage and the safety screen down with it
+            await asyncio.to_thread(ensure_schedule, engine, scheduling, settings.clinic_timezone)
+        except Exception:
+            log.exception("the clinic's schedule could not be loaded (SCHEDULE_FILE); booking hands off to staff")
+    if sms_channel is not None:
+        # reminders, codes and offers go out through the SMS channel's sender; C/R/X/YES/NO come back
+        from careline.scheduling.worker import from_settings
+        from channels.schedule_replies import ScheduleReplies
+
+        sms_channel.gateway.schedule_replies = ScheduleReplies(
+            redis, engine, scheduler, settings.redis_key_prefix, settings.clinic_timezone, settings.clinic_phone
+        )
+        if scheduling.scheduling_worker:
+            worker = from_settings(settings, scheduling, engine, scheduler, redis, sms_channel.sender)
+            task = asyncio.create_task(worker.run_forever(), name="scheduling-worker")
+            cleanup.push_async_callback(_cancel, task)
+    return scheduler
 
 
 def make_shift(settings: Settings, redis: Redis) -> Shift:

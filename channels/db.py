@@ -1,7 +1,9 @@
 """Durable records through SQLAlchemy: SQLite under var/ by default, PostgreSQL by DATABASE_URL.
 
-Tables are created on first use (`create_all`); there is no PHI in them: conversations are
-named by their pseudonymous key, never by phone number, name or message text. Conversation data
+Tables are created and changed by Alembic migrations (careline/migrations/), which make_engine
+applies. There is no PHI in this module's tables: conversations are named by their pseudonymous
+key, never by phone number, name or message text. The schedule's tables (careline/scheduling/
+schema.py, on this metadata) are clinical records naming patients (SCHEDULE_RECORDS). Conversation data
 (CONVERSATION_DATA) is erased with its conversation (channels.privacy); consent and audit records
 (KEPT_RECORDS) are kept.
 """
@@ -131,6 +133,30 @@ STAFF_RECORDS: dict[Table, str] = {
     staff_accounts: "staff accounts belong to the clinic's staff, not to any conversation, and outlive them",
     canned_replies: "the clinic's reply templates for staff, about no conversation",
 }
+# The schedule's tables (careline/scheduling/schema.py, which imports this module's metadata, hence
+# read lazily as channels.db.SCHEDULE_RECORDS): clinical records naming patients, not conversations,
+# kept as an EHR keeps them; the privacy tools never look in them. Each with its reason.
+_SCHEDULE_REASONS = {
+    "sched_locations": "the clinic's locations, about no patient or conversation",
+    "sched_providers": "the clinic's providers, about no patient or conversation",
+    "sched_visit_types": "the clinic's visit types, about no patient or conversation",
+    "sched_templates": "the clinic's weekly schedule, about no patient or conversation",
+    "sched_exceptions": "the clinic's holidays and days off, about no patient or conversation",
+    "sched_slots": "the clinic's appointment times; a hold names a conversation only for minutes",
+    "patients": "patients' registration (name, date of birth, phone): a clinical record kept like an EHR's",
+    "appointments": "patients' appointments: clinical records kept like an EHR's, naming patients",
+    "sched_messages": "reminders and codes sent about appointments, kept with the appointment (no text once sent)",
+    "sched_waitlist": "patients' requests for an earlier appointment, kept with the appointments",
+    "sched_offers": "waitlist offers of freed slots, kept with the appointments",
+}
+
+
+def __getattr__(name: str):
+    if name == "SCHEDULE_RECORDS":
+        import careline.scheduling.schema  # noqa: F401  (defines the tables on this metadata)
+
+        return {metadata.tables[table]: why for table, why in _SCHEDULE_REASONS.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_database_url(root: Path | None = None) -> str:
@@ -150,5 +176,7 @@ def make_engine(url: str | None = None) -> Engine:
     elif url.startswith("postgresql"):
         kwargs["connect_args"] = {"connect_timeout": 5, "options": "-c statement_timeout=5000"}
     engine = create_engine(url, **kwargs)
-    metadata.create_all(engine)
+    from careline.migrations import migrate
+
+    migrate(engine)
     return engine

@@ -26,6 +26,7 @@ from channels.store import ConversationStore
 from channels.web_security import Origins
 
 if TYPE_CHECKING:  # the staff modules import this one for their dependencies
+    from careline.scheduling.model import Scheduler
     from channels.staff.auth import StaffAuth
     from channels.staff.console import StaffConsole
 
@@ -43,6 +44,7 @@ class Services:
     fanout: Fanout | None = None  # live events across gateway processes (staff console, widget)
     staff: StaffConsole | None = None  # the staff console's services (channels/routes/staff.py)
     staff_auth: StaffAuth | None = None  # staff accounts, sessions and audit (channels/staff/auth.py)
+    scheduler: Scheduler | None = None  # appointments (careline/scheduling/): SQL or the clinic's FHIR server
 
 
 def configure(app: FastAPI, settings: Settings, origins: Origins) -> None:
@@ -106,6 +108,12 @@ async def get_staff_auth(services: ServicesDep) -> StaffAuth:
     return services.staff_auth
 
 
+async def get_scheduler(services: ServicesDep) -> Scheduler:
+    if services.scheduler is None:
+        raise RuntimeError("scheduling is not running")
+    return services.scheduler
+
+
 async def get_sms_channel(services: ServicesDep) -> SmsChannel:
     if services.sms is None:  # the SMS routes are only included when the channel is configured
         raise RuntimeError("the SMS channel is not running")
@@ -121,6 +129,7 @@ ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 SmsChannelDep = Annotated[SmsChannel, Depends(get_sms_channel)]
 PagerDep = Annotated[Pager | None, Depends(get_pager)]
 FanoutDep = Annotated[Fanout | None, Depends(get_fanout)]
+SchedulerDep = Annotated["Scheduler", Depends(get_scheduler)]
 
 
 def client_ip(conn: HTTPConnection, trust_forwarded: bool) -> str:

@@ -110,6 +110,7 @@ class Gateway:
         self.cipher = cipher  # encrypts the one address kept at rest: an SMS number, needed to reply
         self.pager = pager  # channels.paging.Pager: the kept pages of SMS replies
         self.shift = shift  # channels.staff.shifts.Shift: is anyone on shift to take a hand-off
+        self.schedule_replies = None  # channels.schedule_replies.ScheduleReplies: C/R/X/YES/NO to the schedule's SMS
 
     def key_for(self, channel: str, address: str) -> str:
         return conversation_key(self.secret, channel, address)
@@ -301,8 +302,14 @@ class Gateway:
             await self.store.append(key, "system", replies)
             return replies, owner
 
+        text = message.text
+        if self.schedule_replies is not None and message.channel == "sms":  # after the screen, bot-owned only
+            answered, text = await self.schedule_replies.answer(key, text)
+            if answered:
+                await self.store.append(key, "bot", answered)
+                return answered, owner
         try:
-            reply = await self.rasa.send(key, message.text, {"channel": message.channel, **message.metadata})
+            reply = await self.rasa.send(key, text, {"channel": message.channel, **message.metadata})
         except UpstreamUnavailable:
             log.error("rasa unavailable conversation=%s: failing closed to staff", key)
             return await self._fail_closed(key, "assistant_unavailable")

@@ -47,6 +47,13 @@ class StaffAction(StrEnum):
     CANNED_DELETE = "canned_delete"
     EXPORT_AUDIT = "export_audit"
     PRESENCE = "presence"
+    # the schedule (channels/routes/schedule.py): detail holds ids only
+    PATIENT_SEARCH = "patient_search"
+    PATIENT_CREATE = "patient_create"
+    APPOINTMENT_BOOK = "appointment_book"
+    APPOINTMENT_CANCEL = "appointment_cancel"
+    APPOINTMENT_MOVE = "appointment_move"
+    APPOINTMENT_STATUS = "appointment_status"
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -297,9 +297,22 @@ _ANSWER_READERS = {
 }
 
 
-def ask(q: Question) -> dict[str, Any]:
+# A protocol's question names its subject with placeholders: the patient ("Are you ...") or, for a
+# child or a baby, a carer's "they" ("Are they ...").
+SECOND_PERSON = {"you": "you", "your": "your", "are_you": "are you", "do_you": "do you", "have_you": "have you"}
+THIRD_PERSON = {"you": "they", "your": "their", "are_you": "are they", "do_you": "do they", "have_you": "have they"}
+
+
+def worded(q: Question, facts: Facts | None = None) -> str:
+    """The question's text with its subject filled in; a sentence starts with a capital."""
+    words = THIRD_PERSON if facts is not None and facts.who in ("child", "infant") else SECOND_PERSON
+    text = q.ask.format_map(words)
+    return text[:1].upper() + text[1:]
+
+
+def ask(q: Question, facts: Facts | None = None) -> dict[str, Any]:
     buttons = [{"title": msg(title), "payload": payload} for title, payload in OPTIONS.get(q.kind, [])]
-    return {"text": q.ask, "buttons": buttons}
+    return {"text": worded(q, facts), "buttons": buttons}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ STAFF |= {
     ("POST", f"/staff/api/conversations/{{key}}/{action}")
     for action in ("reveal", "claim", "release", "transfer", "messages", "typing", "notes", "return-to-bot", "close")
 }
+STAFF |= {("GET", "/staff/schedule"), ("GET", "/staff/api/slots")}  # channels/routes/schedule.py
+STAFF |= {(m, p) for m in ("GET", "POST") for p in ("/staff/api/patients", "/staff/api/appointments")}
+STAFF |= {("POST", f"/staff/api/appointments/{{appointment_id}}/{action}") for action in ("cancel", "move", "status")}
 WEB |= STAFF
 
 

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from careline.settings import Settings
-from channels.db import CONVERSATION_DATA, KEPT_RECORDS, STAFF_RECORDS, metadata
+from channels.db import CONVERSATION_DATA, KEPT_RECORDS, SCHEDULE_RECORDS, STAFF_RECORDS, metadata
 from channels.privacy import PrivacyError, normalise_address, pseudonyms_in
 from channels.pseudonym import conversation_key
 from tests.helpers import ROOT
@@ -17,7 +17,10 @@ def test_every_table_is_either_conversation_data_or_a_kept_record():
     staff = {t.name for t in STAFF_RECORDS}
     assert not staff & (erased | kept)
     assert all("conversation" not in t.c for t in STAFF_RECORDS)  # else it belongs in one of the others
-    unclassified = set(metadata.tables) - erased - kept - staff
+    schedule = {t.name for t in SCHEDULE_RECORDS}
+    assert not schedule & (erased | kept | staff)
+    assert all("conversation" not in t.c and why for t, why in SCHEDULE_RECORDS.items())
+    unclassified = set(metadata.tables) - erased - kept - staff - schedule
     assert not unclassified, (
         f"classify {sorted(unclassified)} in channels/db.py: CONVERSATION_DATA (erased with "
         "the conversation) or KEPT_RECORDS (with the reason it must be kept)"

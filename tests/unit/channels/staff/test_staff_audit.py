@@ -44,6 +44,12 @@ def test_the_actions_are_the_console_s_verbs():
         "canned_delete",
         "export_audit",
         "presence",
+        "patient_search",
+        "patient_create",
+        "appointment_book",
+        "appointment_cancel",
+        "appointment_move",
+        "appointment_status",
     ]
 
 

@@ -140,3 +140,17 @@ def test_self_care_sources_are_cited_once(advice, sources_cited):
     protocol_sources = "Source: " + assessment.sources[0].organisation
     assert (protocol_sources in shown) is sources_cited
     assert advice is None or advice.text in shown
+
+
+def test_every_question_names_its_subject_in_words():
+    """Protocols write {you}/{are_you}...: the patient reads "you", a carer of a child "they"."""
+    from knowledge.triage.dialogue import worded
+    from knowledge.triage.engine import Facts, default_engine
+
+    for protocol in default_engine().protocols.values():
+        for q in protocol.questions:
+            for facts in (None, Facts(who="child")):
+                text = worded(q, facts)
+                assert "{" not in text and "}" not in text and text[0].isupper(), (protocol.id, q.id, text)
+    q = default_engine().protocol("urinary").questions[0]
+    assert "they" in worded(q, Facts(who="infant")) or "{" not in q.ask
