@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
             return _kb_command(root, args)
         if args.command == "staff":
             return _staff_command(root, args)
+        if args.command in ("schedule", "appointments", "db"):
+            return _schedule_command(root, args)
+        if args.command == "worker":
+            return _worker_command(root)
     except (StackError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -44,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_kb_parsers(sub)
     _add_privacy_parsers(sub)
     _add_staff_parsers(sub)
+    _add_schedule_parsers(sub)
+    sub.add_parser(
+        "worker", help="send reminders, one-time codes and waitlist offers (without the gateway's own worker)"
+    )
     return parser
 
 
@@ -302,6 +310,20 @@ def _print_export(result: dict, text: str, output: Path | None) -> int:
     return 0
 
 
+# --- the scheduling worker --------------------------------------------------------------------
+def _worker_command(root: Path) -> int:
+    """The gateway's scheduling worker on its own (careline/scheduling/worker.py), until Ctrl-C or
+    SIGTERM. Safe alongside the gateway's (each message is claimed once); set SCHEDULING_WORKER=false
+    in the gateway to run only this one."""
+    import asyncio
+
+    from careline.scheduling.worker import run_standalone
+
+    logging.getLogger("careline.scheduling").setLevel(logging.INFO)
+    asyncio.run(run_standalone(privacy_settings(root)))
+    return 0
+
+
 # --- staff accounts ---------------------------------------------------------------------------
 def staff_database_url(root: Path) -> str:
     """DATABASE_URL from the environment or .env, else the SQLite file under var/. Not through
@@ -401,6 +423,122 @@ async def _end_all_sessions(settings, staff_id: int) -> int:
         return await StaffSessions(redis, prefix=settings.redis_key_prefix).end_all(staff_id)
     finally:
         await redis.aclose()
+
+
+# --- the schedule: load it, list appointments, migrate the database ----------------------------
+def _add_schedule_parsers(sub) -> None:
+    sched = sub.add_parser("schedule", help="the clinic's schedule (SCHEDULE_FILE) and its slots")
+    load = sched.add_subparsers(dest="what", required=True).add_parser(
+        "load", help="load the schedule file and make the slots ahead (re-runnable; prints counts)"
+    )
+    load.add_argument("--file", type=Path, help="the schedule file (default: SCHEDULE_FILE)")
+    load.add_argument("--days", type=int, help="days of slots from today (default: SCHEDULE_DAYS_AHEAD)")
+    appts = sub.add_parser("appointments", help="appointments, for operators (ids only: no names or numbers)")
+    listing = appts.add_subparsers(dest="what", required=True).add_parser("list", help="appointments by start")
+    listing.add_argument("--json", action="store_true", help="a JSON array (the default is one line each)")
+    listing.add_argument("--from", dest="start", type=_iso_date, help="first day, YYYY-MM-DD (default: today)")
+    listing.add_argument("--to", dest="end", type=_iso_date, help="last day, YYYY-MM-DD (default: 7 days on)")
+    listing.add_argument("--provider", help="a provider id")
+    db = sub.add_parser("db", help="the database's schema (Alembic migrations)")
+    db_sub = db.add_subparsers(dest="what", required=True)
+    db_sub.add_parser("upgrade", help="migrate the database to the newest revision")
+    db_sub.add_parser("current", help="print the database's revision")
+
+
+def _iso_date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _schedule_command(root: Path, args) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from careline.migrations import current_revision, migrate
+    from channels.db import make_engine
+
+    engine = None
+    try:
+        engine = make_engine(staff_database_url(root))
+        if args.command == "db":
+            if args.what == "upgrade":
+                print("migrated" if migrate(engine) else "already at the newest revision")
+            print(current_revision(engine))
+            return 0
+        if args.command == "schedule":
+            return _load_schedule(root, engine, args)
+        return _list_appointments(root, engine, args)
+    except OperationalError as exc:
+        print(f"error: cannot use the database: {exc.orig.__class__.__name__}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _clinic_timezone(root: Path) -> str:
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class Clinic(BaseSettings):
+        model_config = SettingsConfigDict(env_file=root / ".env", env_file_encoding="utf-8", extra="ignore")
+        clinic_timezone: str = "America/New_York"
+
+    return Clinic().clinic_timezone
+
+
+def _load_schedule(root: Path, engine, args) -> int:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from careline.scheduling.calendar import load_schedule, schedule_path, sync_slots
+    from careline.settings import SchedulingSettings
+
+    settings = SchedulingSettings(_env_file=root / ".env")
+    timezone = _clinic_timezone(root)
+    today = datetime.now(ZoneInfo(timezone)).date()
+    path = args.file or schedule_path(settings.schedule_file)
+    loaded = load_schedule(engine, path, today)
+    slots = sync_slots(engine, timezone, today, args.days or settings.schedule_days_ahead)
+    print(json.dumps({"file": str(path), "changed": loaded, "slots": slots}, indent=2))
+    return 0
+
+
+def _list_appointments(root: Path, engine, args) -> int:
+    from datetime import datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from careline.scheduling.sql import SqlScheduler
+
+    tz = ZoneInfo(_clinic_timezone(root))
+    first = args.start or datetime.now(tz).date()
+    last = args.end or first + timedelta(days=7)
+    if last < first:
+        print("error: --to is before --from", file=sys.stderr)
+        return EXIT_USAGE
+    start, end = (datetime.combine(d, time(), tz) for d in (first, last + timedelta(days=1)))
+    found = SqlScheduler(engine, timezone=str(tz)).appointments_between(start, end, args.provider)
+    rows = [
+        {
+            "id": a.id,
+            "start": a.start.astimezone(tz).isoformat(),
+            "end": a.end.astimezone(tz).isoformat(),
+            "provider": a.provider_id,
+            "location": a.location_id,
+            "visit_type": a.visit_type,
+            "status": str(a.status),
+            "patient_id": a.patient_id,
+        }
+        for a in found
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    for r in [] if args.json else rows:
+        print(f"{r['start'][:16]}  {r['provider']:<10} {r['location']:<8} {r['visit_type']:<14} {r['status']:<16} "
+              f"appointment {r['id']}  patient {r['patient_id']}")  # fmt: skip
+    return 0
 
 
 def _user() -> str:

@@ -598,9 +598,21 @@ def _sync(conn: Connection, tz: ZoneInfo, start: date, days: int, now: datetime)
         rows = [{**_slot_values(p), "status": SlotStatus.FREE, "version": 0} for p in new]
         conn.execute(insert(sched_slots), rows)
     counts["created"] = len(new)
+    _forget_expired_holds(conn, [r for r in existing.values() if r.hold_token is not None], now)
     if counts["created"] or counts["updated"] or counts["removed"] or counts["blocked"]:
         log.info("slots %s..%s: %s", start, start + timedelta(days=days), counts)
     return counts
+
+
+def _forget_expired_holds(conn: Connection, held: list, now: datetime) -> None:
+    """A hold names a conversation (its pseudonym): once it has run out, it is not kept."""
+    expired = [r.id for r in held if r.hold_until is None or utc(r.hold_until) <= now]
+    if expired:
+        conn.execute(
+            update(sched_slots)
+            .where(sched_slots.c.id.in_(expired), sched_slots.c.hold_until <= now)
+            .values(hold_token=None, hold_until=None)
+        )
 
 
 def _slot_values(p: PlannedSlot) -> dict:

@@ -130,16 +130,21 @@ def insert_new(engine: Engine, rows: list[dict]) -> int:
 # --- sending hours and how a time reads --------------------------------------------------------
 class SendingHours:
     """SMS_SENDING_HOURS ("08:00-20:00") in the clinic's time zone; a window past midnight
-    ("20:00-08:00") wraps."""
+    ("20:00-08:00") wraps; "00:00-00:00" is any time."""
 
     def __init__(self, spec: str, tz: str | ZoneInfo):
-        opening, closing = (part.strip() for part in spec.split("-"))
-        self.opening, self.closing = time.fromisoformat(opening), time.fromisoformat(closing)
+        try:
+            opening, closing = ((int(x) for x in part.strip().split(":")) for part in spec.split("-"))
+            self.opening, self.closing = time(*opening), time(*closing)
+        except (TypeError, ValueError):
+            raise ValueError(f"SMS_SENDING_HOURS must be HH:MM-HH:MM, not {spec!r}") from None
         self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
 
     def open_at(self, moment: datetime) -> bool:
         t = utc(moment).astimezone(self.tz).time()
-        if self.opening <= self.closing:
+        if self.opening == self.closing:
+            return True
+        if self.opening < self.closing:
             return self.opening <= t < self.closing
         return t >= self.opening or t < self.closing
 

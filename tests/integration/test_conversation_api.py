@@ -34,23 +34,20 @@ def test_greeting_then_goodbye(api, conversation_id):
     assert "take care" in texts(say(api, conversation_id, "ok bye now")).lower()
 
 
-def test_skill_not_ready_is_honest_and_offers_a_person(api, conversation_id):
+def test_booking_offers_a_person_and_hands_over(api, conversation_id):
     reply = say(api, conversation_id, "i need to book an appointment with a doctor next week")
-    body = texts(reply).lower()
-    assert "can't" in body and "staff" in body
-    payloads = [b["payload"] for m in reply["messages"] for b in m["buttons"]]
-    assert "/request_human" in payloads
-    # "yes" answers the offer: the conversation goes to staff.
-    reply = say(api, conversation_id, "yes please")
-    assert "team" in texts(reply).lower()
+    titles = [b["title"] for m in reply["messages"] for b in m["buttons"]]
+    assert "Talk to a person" in titles, texts(reply)
+    reply = say(api, conversation_id, "talk to a person")
+    assert "staff" in texts(reply).lower()
     assert reply["owner"] == "waiting_for_staff"
 
 
-def test_deny_the_offer_keeps_the_bot(api, conversation_id):
+def test_stopping_a_scheduling_conversation_keeps_the_bot(api, conversation_id):
     say(api, conversation_id, "i need to cancel my appointment on friday")
-    reply = say(api, conversation_id, "no thanks")
+    reply = say(api, conversation_id, "never mind")
     assert reply["owner"] == "bot"
-    assert "help" in texts(reply).lower()
+    assert "help" in texts(reply).lower() and "nothing has been changed" in texts(reply).lower()
 
 
 def test_request_human_hands_off_and_bot_goes_quiet(stack, api, conversation_id):

@@ -194,3 +194,14 @@ def test_ensure_schedule_adds_no_demo_patients_in_production(migrated_engine, mo
     result = ensure_schedule(migrated_engine, SchedulingSettings(schedule_days_ahead=7), TIMEZONE, today=MONDAY)
     assert "demo" not in result and count(migrated_engine, patients) == 0
     assert result["slots"]["created"] > 100
+
+
+def test_expired_holds_are_forgotten(schedule_engine, scheduler):
+    """A hold names a conversation by its pseudonym: not kept once it has run out."""
+    old, current = on_day(scheduler, WEDNESDAY)[:2]
+    scheduler.hold(old.id, "conv-old", seconds=60, now=BEFORE - timedelta(hours=1))
+    scheduler.hold(current.id, "conv-now", seconds=600, now=BEFORE)
+    sync_slots(schedule_engine, TIMEZONE, MONDAY, DAYS, now=BEFORE)
+    with schedule_engine.connect() as conn:
+        tokens = {r.id: r.hold_token for r in conn.execute(select(sched_slots.c.id, sched_slots.c.hold_token))}
+    assert tokens[int(old.id)] is None and tokens[int(current.id)] == "conv-now"

@@ -33,6 +33,7 @@ STAFF |= {("GET", "/staff/schedule"), ("GET", "/staff/api/slots")}  # channels/r
 STAFF |= {(m, p) for m in ("GET", "POST") for p in ("/staff/api/patients", "/staff/api/appointments")}
 STAFF |= {("POST", f"/staff/api/appointments/{{appointment_id}}/{action}") for action in ("cancel", "move", "status")}
 WEB |= STAFF
+WEB |= {("GET", "/calendar/{token}.ics")}  # channels/routes/calendar.py
 
 
 def wired(app) -> set[tuple[str, str]]:

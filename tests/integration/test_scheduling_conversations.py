@@ -1,0 +1,140 @@
+"""Appointments through the whole stack: the gateway (web API and signed Twilio webhooks), the
+safety screen, Rasa's scheduling form, the action server, the SQL schedule the gateway loaded from
+knowledge/clinic/schedule.yml, one-time codes sent by the gateway's worker to the Twilio stand-in,
+and the add-to-calendar file. The logic of every flow, with corrections and bad input, is tested
+faster in tests/integration/scheduling/test_dialogue.py; these prove the wiring."""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import pytest
+
+from careline.scheduling.model import AppointmentStatus, SlotQuery
+from careline.scheduling.sql import SqlScheduler
+from channels.db import make_engine
+from tests.helpers import say, texts
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def schedule(stack):
+    engine = make_engine(f"sqlite:///{stack.var / 'careline.db'}")
+    yield SqlScheduler(engine, secret=stack.secret)
+    engine.dispose()
+
+
+def new_name() -> str:
+    return "Pat " + "".join(random.choice(string.ascii_lowercase) for _ in range(9)).capitalize()
+
+
+def new_number() -> str:
+    return "+1555" + "".join(random.choice("0123456789") for _ in range(7))
+
+
+def payloads(reply: dict) -> list[str]:
+    return [b["payload"] for m in reply["messages"] for b in m.get("buttons") or []]
+
+
+def booked_patient(schedule: SqlScheduler, phone: str, days_ahead: int = 4):
+    patient = schedule.create_patient(new_name(), date(1968, 2, 29), phone)
+    now = datetime.now(UTC)
+    slot = schedule.find_slots(
+        SlotQuery(start=now + timedelta(days=days_ahead), end=now + timedelta(days=days_ahead + 10), visit_type="follow_up"),
+        now=now,
+    )[0]
+    return patient, schedule.book(slot.id, patient.id, "follow_up", now=now)
+
+
+def code_texted_to(twilio, phone: str, after: int) -> str:
+    messages = twilio.wait_for(after + 1, to=phone, timeout=20)
+    return re.search(r"\b(\d{6})\b", messages[-1].body).group(1)
+
+
+def test_a_new_patient_books_on_the_web_and_gets_a_calendar_file(api, conversation_id, schedule):
+    reply = say(api, conversation_id, "I'd like to book a check-up")
+    assert "been a patient" in texts(reply) and reply["messages"][0]["buttons"]
+    reply = say(api, conversation_id, "no, I'm new")
+    reply = say(api, conversation_id, "the 31st of February")
+    assert "doesn't exist" in texts(reply)
+    reply = say(api, conversation_id, "earliest")
+    slot_payloads = [p for p in payloads(reply) if p.startswith("slot ")]
+    assert slot_payloads, texts(reply)
+    say(api, conversation_id, slot_payloads[0])
+    name = new_name()
+    say(api, conversation_id, name)
+    say(api, conversation_id, "07/04/1990")
+    reply = say(api, conversation_id, "(555) 555-0123")
+    assert "Book " in texts(reply)
+    reply = say(api, conversation_id, "yes, book it")
+    assert "You're booked" in texts(reply), texts(reply)
+    url = re.search(r"(https?://\S+\.ics)", texts(reply)).group(1)
+    ics = httpx.get(url, timeout=10)
+    assert ics.status_code == 200 and ics.headers["content-type"].startswith("text/calendar")
+    assert b"BEGIN:VEVENT" in ics.content and name.encode() not in ics.content
+    patient = schedule.match_patient(name, date(1990, 7, 4))
+    [appointment] = schedule.appointments_for(patient.id)
+    assert appointment.status == AppointmentStatus.BOOKED and appointment.visit_type == "new_patient"
+    # the form is over: the assistant answers other things again
+    assert "saturday" in texts(say(api, conversation_id, "what are your hours on saturday")).lower()
+
+
+def test_the_safety_screen_still_answers_in_the_middle_of_booking(api, conversation_id):
+    say(api, conversation_id, "can I book an appointment")
+    reply = say(api, conversation_id, "my dad just collapsed and isn't breathing")
+    assert "911" in texts(reply)
+
+
+def test_cancel_on_the_web_needs_the_code_texted_to_the_number_on_file(api, conversation_id, schedule, twilio):
+    phone = new_number()
+    patient, appointment = booked_patient(schedule, phone)
+    before = len(twilio.messages(to=phone))
+    say(api, conversation_id, "I need to cancel my appointment")
+    say(api, conversation_id, patient.name)
+    reply = say(api, conversation_id, "02/29/1968")
+    assert "code" in texts(reply) and "Feb" not in texts(reply)
+    code = code_texted_to(twilio, phone, before)
+    reply = say(api, conversation_id, code)
+    assert "Cancel your appointment on" in texts(reply)
+    reply = say(api, conversation_id, "yes")
+    assert "cancelled" in texts(reply)
+    assert schedule.appointment(appointment.id).status == AppointmentStatus.CANCELLED
+
+
+def test_sms_from_the_number_on_file_checks_with_numbered_choices(stack, twilio, schedule):
+    from tests.integration.test_sms import converse
+
+    phone = new_number()
+    patient, appointment = booked_patient(schedule, phone)
+    converse(twilio, stack, phone, "when is my appointment?")
+    converse(twilio, stack, phone, patient.name)
+    replies = " ".join(converse(twilio, stack, phone, "2/29/1968"))
+    local = appointment.start.astimezone(schedule.tz)
+    assert "upcoming appointments" in replies and local.strftime("%b") in replies
+
+
+def test_sms_booking_uses_numbered_choices(stack, twilio):
+    from tests.integration.test_sms import converse
+
+    phone = new_number()
+    replies = " ".join(converse(twilio, stack, phone, "I want to book a follow-up visit"))
+    assert "Reply 1 for" in replies
+    replies = " ".join(converse(twilio, stack, phone, "2"))  # No, I'm new
+    assert "When would suit you" in replies
+    replies = " ".join(converse(twilio, stack, phone, "1"))  # Earliest available
+    assert "Reply 1 for" in replies and "free" in replies
+    replies = " ".join(converse(twilio, stack, phone, "1"))
+    assert "full name" in replies
+    started = time.monotonic()
+    converse(twilio, stack, phone, new_name())
+    converse(twilio, stack, phone, "1/2/1980")
+    replies = " ".join(converse(twilio, stack, phone, phone))
+    assert "Book " in replies
+    replies = " ".join(converse(twilio, stack, phone, "1"))
+    assert "You're booked" in replies and "Reply C" in replies and time.monotonic() - started < 60
