@@ -59,7 +59,9 @@ def calendar_url(appointment_id: str) -> str:
     base = os.environ.get("PUBLIC_URL") or os.environ.get("PUBLIC_BASE_URL")
     if not base:
         base = f"http://{os.environ.get('GATEWAY_HOST', '127.0.0.1')}:{os.environ.get('GATEWAY_PORT', '8000')}"
-    return f"{base.rstrip('/')}/calendar/{calendar_token(os.environ.get('CONVERSATION_SECRET', ''), appointment_id)}.ics"
+    return (
+        f"{base.rstrip('/')}/calendar/{calendar_token(os.environ.get('CONVERSATION_SECRET', ''), appointment_id)}.ics"
+    )
 
 
 def context(tracker: Tracker):
@@ -83,7 +85,9 @@ def fail_closed(dispatcher: CollectingDispatcher, flow: str | None) -> None:
 
     log.exception("scheduling failed flow=%s", flow)
     dispatcher.utter_message(text=msg("scheduling.unavailable"))
-    send_handoff(dispatcher, HandoffReason.SCHEDULING_ERROR, Priority.NORMAL, {"reason": "scheduling_error", "flow": flow})
+    send_handoff(
+        dispatcher, HandoffReason.SCHEDULING_ERROR, Priority.NORMAL, {"reason": "scheduling_error", "flow": flow}
+    )
 
 
 def flow_of(tracker: Tracker) -> str:

@@ -536,8 +536,10 @@ def _list_appointments(root: Path, engine, args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     for r in [] if args.json else rows:
-        print(f"{r['start'][:16]}  {r['provider']:<10} {r['location']:<8} {r['visit_type']:<14} {r['status']:<16} "
-              f"appointment {r['id']}  patient {r['patient_id']}")  # fmt: skip
+        print(
+            f"{r['start'][:16]}  {r['provider']:<10} {r['location']:<8} {r['visit_type']:<14} {r['status']:<16} "
+            f"appointment {r['id']}  patient {r['patient_id']}"
+        )
     return 0
 
 

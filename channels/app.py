@@ -145,12 +145,16 @@ async def start_scheduling(
     """The schedule (SQL, or the clinic's FHIR server): the sample schedule loaded and its slots
     made ahead (careline/scheduling/calendar.py) for the SQL backend."""
     scheduling = SchedulingSettings()
-    scheduler = make_scheduler(scheduling, engine)
+    scheduler = make_scheduler(
+        scheduling, engine, timezone=settings.clinic_timezone, secret=settings.conversation_secret
+    )
     if scheduling.scheduling_backend == "sql":
         from careline.scheduling.calendar import ensure_schedule
 
         try:  # a broken schedule file must not take triage and the safety screen down with it
-            await asyncio.to_thread(ensure_schedule, engine, scheduling, settings.clinic_timezone)
+            await asyncio.to_thread(
+                ensure_schedule, engine, scheduling, settings.clinic_timezone, None, settings.conversation_secret
+            )
         except Exception:
             log.exception("the clinic's schedule could not be loaded (SCHEDULE_FILE); booking hands off to staff")
     if sms_channel is not None:

@@ -11,14 +11,17 @@ if TYPE_CHECKING:
     from careline.settings import SchedulingSettings
 
 
-def make_scheduler(settings: SchedulingSettings | None = None, engine=None) -> Scheduler:
-    """The configured backend: the SQL schedule (DATABASE_URL, or `engine`), or the FHIR server."""
-    from careline.settings import SchedulingSettings
-
+def make_scheduler(
+    settings: SchedulingSettings | None = None, engine=None, *, timezone: str | None = None, secret: str | None = None
+) -> Scheduler:
+    """The configured backend: the SQL schedule (DATABASE_URL, or `engine`), or the FHIR server.
+    `timezone` and `secret` default to CLINIC_TIMEZONE and CONVERSATION_SECRET from the environment."""
     import os
 
+    from careline.settings import SchedulingSettings
+
     settings = settings or SchedulingSettings()
-    timezone = os.environ.get("CLINIC_TIMEZONE") or "America/New_York"  # Settings.clinic_timezone
+    timezone = timezone or os.environ.get("CLINIC_TIMEZONE") or "America/New_York"  # Settings.clinic_timezone
     if settings.scheduling_backend == "fhir":
         if not settings.fhir_base_url:
             raise ValueError("SCHEDULING_BACKEND=fhir needs FHIR_BASE_URL (the FHIR R4 server's base URL)")
@@ -37,4 +40,4 @@ def make_scheduler(settings: SchedulingSettings | None = None, engine=None) -> S
         from channels.db import make_engine
 
         engine = make_engine(os.environ.get("DATABASE_URL"))
-    return SqlScheduler(engine, timezone=timezone)
+    return SqlScheduler(engine, timezone=timezone, secret=secret)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from sqlalchemy import and_, delete, exists, insert, select, update
+from sqlalchemy import and_, delete, exists, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -58,6 +58,7 @@ MONTHS = {
 BOOKERS = {"patient", "staff"}
 TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 DAY_MINUTES = 24 * 60
+SCHEDULE_LOCK_KEY = 0x7363_6865_6475_6C65  # pg_advisory_xact_lock of schedule changes ("schedule")
 
 
 class ScheduleFileError(ValueError):
@@ -435,7 +436,15 @@ def load_schedule(engine: Engine, path: Path | str, today: date | None = None) -
     raise AssertionError("unreachable")
 
 
+def _one_at_a_time(conn: Connection) -> None:
+    """PostgreSQL: schedule changes wait for each other (two gateways starting together), so one
+    replacing the templates cannot miss the rows the other just inserted. SQLite has one writer."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
+
+
 def _store(conn: Connection, schedule: ScheduleFile) -> dict:
+    _one_at_a_time(conn)
     changes = {
         "locations": _upsert(conn, sched_locations, _rows(schedule.locations, ("name", "address", "phone"))),
         "visit_types": _upsert(
@@ -528,22 +537,40 @@ def _plain(value: Any) -> Any:
 def _read_calendar(conn: Connection, start: date, days: int) -> tuple[list[Block], list[DayException]]:
     active = {r.id for r in conn.execute(select(sched_providers.c.id).where(sched_providers.c.active.is_(True)))}
     blocks = [
-        Block(r.provider_id, r.location_id, r.weekday, _mins(r.start_time), _mins(r.end_time), r.slot_minutes,
-              r.visit_types, r.valid_from, r.valid_to)
+        Block(
+            r.provider_id,
+            r.location_id,
+            r.weekday,
+            _mins(r.start_time),
+            _mins(r.end_time),
+            r.slot_minutes,
+            r.visit_types,
+            r.valid_from,
+            r.valid_to,
+        )
         for r in conn.execute(select(sched_templates))
         if r.provider_id in active
-    ]  # fmt: skip
+    ]
     rows = conn.execute(
         select(sched_exceptions).where(
             sched_exceptions.c.on_date >= start, sched_exceptions.c.on_date < start + timedelta(days=days)
         )
     )
     exceptions = [
-        DayException(r.on_date, r.provider_id, r.kind, _mins(r.start_time), _mins(r.end_time), r.location_id,
-                     r.slot_minutes, r.visit_types, r.reason)
+        DayException(
+            r.on_date,
+            r.provider_id,
+            r.kind,
+            _mins(r.start_time),
+            _mins(r.end_time),
+            r.location_id,
+            r.slot_minutes,
+            r.visit_types,
+            r.reason,
+        )
         for r in rows
         if r.provider_id is None or r.provider_id in active
-    ]  # fmt: skip
+    ]
     return blocks, exceptions
 
 
@@ -574,6 +601,7 @@ def sync_slots(engine: Engine, timezone: str, start: date, days: int, now: datet
 
 
 def _sync(conn: Connection, tz: ZoneInfo, start: date, days: int, now: datetime) -> dict:
+    _one_at_a_time(conn)
     blocks, exceptions = _read_calendar(conn, start, days)
     planned = {(p.provider_id, p.start): p for p in plan_slots(blocks, exceptions, tz, start, days)}
     low = datetime.combine(start, time(), tz).astimezone(UTC)
@@ -616,8 +644,13 @@ def _forget_expired_holds(conn: Connection, held: list, now: datetime) -> None:
 
 
 def _slot_values(p: PlannedSlot) -> dict:
-    return {"provider_id": p.provider_id, "location_id": p.location_id, "start": p.start, "end": p.end,
-            "visit_types": p.visit_types}  # fmt: skip
+    return {
+        "provider_id": p.provider_id,
+        "location_id": p.location_id,
+        "start": p.start,
+        "end": p.end,
+        "visit_types": p.visit_types,
+    }
 
 
 def _refresh(conn: Connection, row, planned: PlannedSlot) -> int:
@@ -732,7 +765,9 @@ def schedule_path(file: str | Path) -> Path:
     return path if path.is_absolute() else Path(os.environ.get("CARELINE_ROOT") or ROOT) / path
 
 
-def ensure_schedule(engine: Engine, settings: SchedulingSettings, timezone: str, today: date | None = None) -> dict:
+def ensure_schedule(
+    engine: Engine, settings: SchedulingSettings, timezone: str, today: date | None = None, secret: str | None = None
+) -> dict:
     """At start-up: load the schedule file, make SCHEDULE_DAYS_AHEAD days of slots from today,
     and add the demo patients unless CARELINE_ENV=production. Fast when nothing changed."""
     today = today or datetime.now(ZoneInfo(timezone)).date()
@@ -741,6 +776,6 @@ def ensure_schedule(engine: Engine, settings: SchedulingSettings, timezone: str,
     if os.environ.get("CARELINE_ENV", "development") != "production":
         demo = schedule_path(DEMO_PATIENTS_FILE)
         if demo.exists():
-            secret = os.environ.get("CONVERSATION_SECRET", "")
+            secret = secret if secret is not None else os.environ.get("CONVERSATION_SECRET", "")
             result["demo"] = seed_demo_patients(engine, demo, secret, timezone=timezone, today=today)
     return result

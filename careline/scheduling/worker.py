@@ -21,6 +21,7 @@ Runs in the gateway (channels/app.py, SCHEDULING_WORKER) or alone (`careline wor
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -129,7 +131,7 @@ class SchedulingWorker:
         self.settings = settings
         self.tz = ZoneInfo(clinic_tz)
         self.hours = SendingHours(settings.sms_sending_hours, self.tz)
-        self.worker_id = worker_id or worker_name()
+        self.worker_id = (worker_id or worker_name())[:48]  # + ".<round>" in claimed_by
         self.secret = secret if secret is not None else os.environ.get("CONVERSATION_SECRET", "")
         self.redis = redis
         self.records = SmsRecords(engine, redis, prefix)
@@ -138,6 +140,8 @@ class SchedulingWorker:
         self.concurrency = concurrency
         self.claim_seconds = claim_seconds
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._round = 0
+        self._executor: ThreadPoolExecutor | None = None
         self._in_flight: set[int] = set()  # rows whose send was still going when the worker stopped
         self._planned_at: float | None = None
         self._addresses: dict[str, str] | None = None
@@ -148,11 +152,11 @@ class SchedulingWorker:
         now = utc(now) or utc(self.clock())
         counts: Counter[str] = Counter()
         if plan:
-            counts["planned"] = await asyncio.to_thread(
+            counts["planned"] = await self._db(
                 reminders.plan_reminders, self.engine, self.scheduler, now, self.settings.reminder_offsets_hours
             )
             if self.hours.open_at(now):
-                counts["offered"] = await asyncio.to_thread(
+                counts["offered"] = await self._db(
                     waitlist.offer_freed_slots,
                     self.engine,
                     self.scheduler,
@@ -162,15 +166,20 @@ class SchedulingWorker:
                     self.clinic_name,
                 )
             self._addresses = None
-        ids = await asyncio.to_thread(self._due_ids, now)
+        claimed = await self._claim_due(now)
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(row_id: int) -> str:
-            async with gate:
-                return await self._one(row_id, now)
+        async def one(row) -> str:
+            try:
+                async with gate:
+                    return await self._one(row, now)
+            except asyncio.CancelledError:
+                if row.id not in self._in_flight:  # stopping: the claim is handed back at once
+                    self._release(row, now - timedelta(seconds=1))
+                raise
 
-        counts.update(await asyncio.gather(*(one(i) for i in ids)))
-        counts["due"] = len(ids)
+        counts.update(await asyncio.gather(*(one(row) for row in claimed)))
+        counts["due"] = len(claimed)
         return {k: v for k, v in counts.items() if v}
 
     async def run_forever(self, stop_event: asyncio.Event | None = None, interval: float | None = None) -> None:
@@ -202,58 +211,57 @@ class SchedulingWorker:
                 pass
         log.info("scheduling worker %s stopped", self.worker_id)
 
-    # --- claiming ------------------------------------------------------------------------------
-    def _due_ids(self, now: datetime) -> list[int]:
-        c = sched_messages.c
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(c.id)
-                    .where(
-                        c.due_at <= now,
-                        or_(c.status == "pending", (c.status == "sending") & (c.claimed_until < now)),
-                    )
-                    .order_by(c.due_at, c.id)
-                    .limit(BATCH)
-                ).scalars()
-            )
+    def _db(self, fn, *args):
+        """Run a database call off the event loop. SQLite: on one thread of the worker's own, so
+        its calls never contend for the file's lock (SQLite's busy wait sleeps for milliseconds)."""
+        if self._executor is None and self.engine.dialect.name == "sqlite":
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="scheduling-db")
+        if self._executor is None:
+            return asyncio.to_thread(fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
 
-    def _claim(self, row_id: int, now: datetime):
-        """Compare-and-set: the row is ours if it is still pending, or its claim ran out."""
+    # --- claiming ------------------------------------------------------------------------------
+    def _claimable(self, now: datetime):
         c = sched_messages.c
+        return (c.due_at <= now) & or_(c.status == "pending", (c.status == "sending") & (c.claimed_until < now))
+
+    def _claim(self, now: datetime) -> list:
+        """Compare-and-set on each due row (still pending, or its claim ran out), with this
+        round's token, in one transaction: the rows this round got, each with its attempt counted."""
+        c = sched_messages.c
+        self._round += 1
+        token = f"{self.worker_id}.{self._round}"
         with self.engine.begin() as conn:
-            changed = conn.execute(
+            ids = list(
+                conn.execute(select(c.id).where(self._claimable(now)).order_by(c.due_at, c.id).limit(BATCH)).scalars()
+            )
+            if not ids:
+                return []
+            conn.execute(
                 update(sched_messages)
-                .where(
-                    c.id == row_id,
-                    c.due_at <= now,
-                    or_(c.status == "pending", (c.status == "sending") & (c.claimed_until < now)),
-                )
+                .where(c.id.in_(ids), self._claimable(now))
                 .values(
                     status="sending",
-                    claimed_by=self.worker_id,
+                    claimed_by=token,
                     claimed_until=now + timedelta(seconds=self.claim_seconds),
+                    attempts=c.attempts + 1,
                 )
-            ).rowcount
-            return conn.execute(select(sched_messages).where(c.id == row_id)).first() if changed else None
-
-    def _mine(self, row_id: int):
-        c = sched_messages.c
-        return (c.id == row_id) & (c.claimed_by == self.worker_id) & (c.status == "sending")
-
-    def _begin_attempt(self, row_id: int, now: datetime) -> bool:
-        """Count the attempt and extend the claim, if it is still ours (fencing)."""
-        with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(sched_messages)
-                    .where(self._mine(row_id))
-                    .values(
-                        attempts=sched_messages.c.attempts + 1,
-                        claimed_until=now + timedelta(seconds=self.claim_seconds),
-                    )
-                ).rowcount
             )
+            return conn.execute(select(sched_messages).where(c.claimed_by == token).order_by(c.due_at, c.id)).all()
+
+    async def _claim_due(self, now: datetime) -> list:
+        claiming = asyncio.ensure_future(self._db(self._claim, now))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:  # stopped while claiming: the claims made are handed back
+            for row in await claiming:
+                self._release(row, now - timedelta(seconds=1))
+            raise
+
+    @staticmethod
+    def _mine(row):
+        c = sched_messages.c
+        return (c.id == row.id) & (c.claimed_by == row.claimed_by) & (c.status == "sending")
 
     def _finish(self, row, status: str, detail: str = "", sid: str | None = None, now=None, key=None) -> bool:
         values = {"status": status, "detail": detail[:120]}
@@ -262,75 +270,64 @@ class SchedulingWorker:
         if sid:
             values.update(message_sid=sid, sent_at=now)
         with self.engine.begin() as conn:
-            changed = conn.execute(update(sched_messages).where(self._mine(row.id)).values(**values)).rowcount
+            changed = conn.execute(update(sched_messages).where(self._mine(row)).values(**values)).rowcount
             if changed and sid and key:
                 conn.execute(
                     insert(sms_delivery).values(conversation=key, message_sid=sid, status="queued", detail=row.kind)
                 )
         return bool(changed)
 
-    def _release(self, row_id: int, until: datetime, status: str = "sending") -> None:
-        """Hand the claim back: pending (waiting for the sending hours) or claimable from `until`."""
+    def _release(self, row, until: datetime, status: str = "sending") -> None:
+        """Hand the claim back: claimable from `until`, or pending until then (the sending hours;
+        that claim sent nothing, so it is not counted as an attempt)."""
         values = {"claimed_until": until}
         if status == "pending":
-            values.update(status="pending", claimed_by=None, claimed_until=None, due_at=until)
+            values.update(
+                status="pending", claimed_by=None, claimed_until=None, due_at=until, attempts=row.attempts - 1
+            )
         with self.engine.begin() as conn:
-            conn.execute(update(sched_messages).where(self._mine(row_id)).values(**values))
+            conn.execute(update(sched_messages).where(self._mine(row)).values(**values))
 
     # --- one row -------------------------------------------------------------------------------
-    async def _one(self, row_id: int, now: datetime) -> str:
-        claiming = asyncio.ensure_future(asyncio.to_thread(self._claim, row_id, now))
-        try:
-            row = await asyncio.shield(claiming)
-        except asyncio.CancelledError:  # stopped while claiming: a claim made is handed back
-            row = await claiming
-            if row is not None:
-                self._release(row.id, now - timedelta(seconds=1))
-            raise
-        if row is None:
-            return "raced"
+    async def _one(self, row, now: datetime) -> str:
         try:
             return await self._process(row, now)
         except asyncio.CancelledError:
-            if row.id not in self._in_flight:  # stopping: the claim is handed back at once
-                self._release(row.id, now - timedelta(seconds=1))
             raise
         except Exception as exc:
             log.error("scheduling message %s failed kind=%s error=%s", row.id, row.kind, type(exc).__name__)
-            await asyncio.to_thread(self._release, row.id, now + timedelta(seconds=RETRY_SECONDS))
+            await self._db(self._release, row, now + timedelta(seconds=RETRY_SECONDS))
             return "retry"
 
     async def _process(self, row, now: datetime) -> str:
-        prepared = await asyncio.to_thread(self._prepare, row, now)
+        prepared = await self._db(self._prepare, row, now)
         if isinstance(prepared, Skip):
-            await asyncio.to_thread(self._finish, row, "skipped", prepared.reason)
+            await self._db(self._finish, row, "skipped", prepared.reason)
             log.info("scheduling message %s kind=%s skipped reason=%s", row.id, row.kind, prepared.reason)
             return f"skipped_{prepared.reason}"
         if isinstance(prepared, Defer):
-            await asyncio.to_thread(self._release, row.id, prepared.until, "pending")
+            await self._db(self._release, row, prepared.until, "pending")
             return "deferred"
         return await self._deliver(row, prepared, now)
 
     async def _deliver(self, row, out: Outgoing, now: datetime) -> str:
-        if not await asyncio.to_thread(self._begin_attempt, row.id, now):
-            return "raced"
         sid = None
-        if row.attempts > 0 and self.find_sent is not None:  # an earlier attempt may have sent it
-            sid = await self.find_sent(out.to, out.body, await asyncio.to_thread(self._known_sids, row.patient_id))
+        if row.attempts > 1 and self.find_sent is not None:  # an earlier attempt may have sent it
+            sid = await self.find_sent(out.to, out.body, await self._db(self._known_sids, row.patient_id))
             if sid:
                 log.warning("scheduling message %s found sent by an attempt that died", row.id)
-        if sid is None and row.attempts >= MAX_ATTEMPTS:
-            await asyncio.to_thread(self._finish, row, "failed", "too_many_attempts")
+        if sid is None and row.attempts > MAX_ATTEMPTS:
+            await self._db(self._finish, row, "failed", "too_many_attempts")
             return "failed"
         try:
             sid = sid or await self._send(row, out, now)
         except Unsubscribed:
             await self.records.opt_out(out.key, "twilio_21610")
-            await asyncio.to_thread(self._finish, row, "skipped", "opted_out")
+            await self._db(self._finish, row, "skipped", "opted_out")
             return "skipped_opted_out"
         except SendError as exc:
             return await self._send_failed(row, exc, now)
-        await asyncio.to_thread(self._finish, row, "sent", "", sid, now, out.key)
+        await self._db(self._finish, row, "sent", "", sid, now, out.key)
         await self._remember(out)
         log.info("scheduling message %s kind=%s sent", row.id, row.kind)
         return "sent"
@@ -354,9 +351,9 @@ class SchedulingWorker:
         permanent = exc.status is not None and 400 <= exc.status < 500 and exc.status != 429
         log.error("scheduling message %s send failed reason=%s", row.id, exc.reason)
         if permanent:
-            await asyncio.to_thread(self._finish, row, "failed", f"twilio_{exc.code or exc.status}")
+            await self._db(self._finish, row, "failed", f"twilio_{exc.code or exc.status}")
             return "failed"
-        await asyncio.to_thread(self._release, row.id, now + timedelta(seconds=RETRY_SECONDS))
+        await self._db(self._release, row, now + timedelta(seconds=RETRY_SECONDS))
         return "retry"
 
     def _known_sids(self, patient_id: str) -> set[str]:

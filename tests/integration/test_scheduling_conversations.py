@@ -46,7 +46,9 @@ def booked_patient(schedule: SqlScheduler, phone: str, days_ahead: int = 4):
     patient = schedule.create_patient(new_name(), date(1968, 2, 29), phone)
     now = datetime.now(UTC)
     slot = schedule.find_slots(
-        SlotQuery(start=now + timedelta(days=days_ahead), end=now + timedelta(days=days_ahead + 10), visit_type="follow_up"),
+        SlotQuery(
+            start=now + timedelta(days=days_ahead), end=now + timedelta(days=days_ahead + 10), visit_type="follow_up"
+        ),
         now=now,
     )[0]
     return patient, schedule.book(slot.id, patient.id, "follow_up", now=now)
