@@ -33,6 +33,7 @@ def conversation():
 
     from careline.scheduling import make_scheduler
     from careline.scheduling.dialogue import Conversation
+    from careline.scheduling import waitlist
     from careline.scheduling.otp import OneTimeCodes
     from careline.settings import SchedulingSettings
     from channels.db import make_engine
@@ -49,6 +50,9 @@ def conversation():
         settings,
         os.environ.get("CLINIC_TIMEZONE", "America/New_York"),
         os.environ.get("CONVERSATION_SECRET", ""),
+        waitlist=lambda patient_id, visit_type, appointment_id: waitlist.join(
+            engine, patient_id, visit_type, appointment_id
+        ),
     )
 
 

@@ -90,8 +90,9 @@ class Conversation:
     """The machine. `scheduler` is any backend; `codes` sends and checks one-time codes
     (careline/scheduling/otp.py); `triage` is the triage engine."""
 
-    def __init__(self, scheduler: Scheduler, codes, triage, settings, clinic_tz: str, secret: str):
+    def __init__(self, scheduler: Scheduler, codes, triage, settings, clinic_tz: str, secret: str, waitlist=None):
         self.scheduler, self.codes, self.triage, self.settings = scheduler, codes, triage, settings
+        self.waitlist = waitlist  # callable(patient_id, visit_type, appointment_id): the waitlist for an earlier slot
         self.tz = ZoneInfo(clinic_tz)
         self.secret = secret  # CONVERSATION_SECRET: an SMS sender's key is phone_key(secret, number)
 
@@ -667,13 +668,12 @@ class Conversation:
         state["step"] = "confirm"
         slot = state["chosen"]
         key = "scheduling.confirm_move" if state["flow"] == RESCHEDULE else "scheduling.confirm_book"
-        return state, turn.say(
-            msg(key, when=self._when(slot), provider=slot["provider_name"], location=slot["location_name"]),
-            [
-                button(msg("scheduling.yes_book"), "yes, book it"),
-                button(msg("scheduling.change_time"), "change the time"),
-            ],
-        )
+        buttons = [button(msg("scheduling.yes_book"), "yes, book it")]
+        if self.waitlist is not None and state["flow"] == BOOK:
+            buttons.append(button(msg("scheduling.yes_book_waitlist"), "yes, and text me if an earlier time frees up"))
+        buttons.append(button(msg("scheduling.change_time"), "change the time"))
+        text = msg(key, when=self._when(slot), provider=slot["provider_name"], location=slot["location_name"])
+        return state, turn.say(text, buttons)
 
     def _on_confirm(self, state, text, ctx, turn):
         answer = parse.parse_yes_no(text)
@@ -687,6 +687,7 @@ class Conversation:
                 return self._offer(state, ctx, turn)  # "actually Tuesday"
             state["unclear"] = int(state.get("unclear") or 0) + 1
             return state, turn.say(msg("scheduling.unclear.yes_no"))
+        state["waitlist"] = "earlier" in lowered
         return self._book(state, ctx, turn)
 
     def _book(self, state, ctx, turn):
@@ -713,6 +714,9 @@ class Conversation:
         log.info("scheduling booked appointment=%s flow=%s", appointment.id, state["flow"])
         key = "scheduling.moved" if state["flow"] == RESCHEDULE else "scheduling.booked"
         turn.say(msg(key, appointment=self._describe(appointment)))
+        if state.get("waitlist") and self.waitlist is not None:
+            self.waitlist(patient_id, appointment.visit_type, appointment.id)
+            turn.say(msg("scheduling.waitlisted"))
         if ctx.channel != "sms" and ctx.calendar_url:
             turn.say(msg("scheduling.add_to_calendar", url=ctx.calendar_url(appointment.id)))
         if ctx.channel == "sms":

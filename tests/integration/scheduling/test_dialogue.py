@@ -17,10 +17,11 @@ from sqlalchemy import select
 
 from careline.contracts import HandoffReason
 from careline.scheduling.dialogue import Context, Conversation
+from careline.scheduling import waitlist
 from careline.scheduling.identity import phone_key
 from careline.scheduling.model import AppointmentStatus, SlotQuery
 from careline.scheduling.otp import OneTimeCodes
-from careline.scheduling.schema import sched_messages
+from careline.scheduling.schema import sched_messages, sched_waitlist
 from careline.settings import SchedulingSettings
 from knowledge.triage.engine import default_engine
 from tests.integration.scheduling.conftest import BEFORE, SECRET, TIMEZONE
@@ -39,8 +40,11 @@ def codes(schedule_engine, redis_url):
 
 
 @pytest.fixture
-def talk(scheduler, codes):
-    return Conversation(scheduler, codes, default_engine(), SchedulingSettings(), TIMEZONE, SECRET)
+def talk(scheduler, codes, schedule_engine):
+    def join(patient_id, visit_type, appointment_id):
+        return waitlist.join(schedule_engine, patient_id, visit_type, appointment_id)
+
+    return Conversation(scheduler, codes, default_engine(), SchedulingSettings(), TIMEZONE, SECRET, waitlist=join)
 
 
 class Chat:
@@ -308,3 +312,18 @@ def test_a_reminder_reply_names_the_appointment_only_for_its_own_number(talk, sc
         entities=entities,
     )
     assert "full name" in theirs.text and "Dec" not in theirs.text
+
+
+def test_a_patient_may_ask_for_an_earlier_time_when_booking(talk, scheduler, schedule_engine):
+    chat = Chat(talk, "book", "book a follow-up")
+    chat.say("yes")
+    chat.say("the week after next")
+    chat.say("1")
+    patient = scheduler.create_patient("Wait Listperson", date(1979, 1, 2), "+15555550122")
+    chat.say(patient.name)
+    chat.say("01/02/1979")
+    assert any("earlier" in b for b in chat.buttons)
+    assert "waitlist" in chat.say("yes, and text me if an earlier time frees up")
+    with schedule_engine.begin() as conn:
+        row = conn.execute(select(sched_waitlist).where(sched_waitlist.c.patient_id == patient.id)).one()
+    assert row.status == "waiting" and row.appointment_id == scheduler.appointments_for(patient.id, now=NOW)[0].id
