@@ -31,9 +31,8 @@ def conversation():
     """The conversation machine over the configured schedule, built once per process."""
     import redis
 
-    from careline.scheduling import make_scheduler
+    from careline.scheduling import make_scheduler, waitlist
     from careline.scheduling.dialogue import Conversation
-    from careline.scheduling import waitlist
     from careline.scheduling.otp import OneTimeCodes
     from careline.settings import SchedulingSettings
     from channels.db import make_engine

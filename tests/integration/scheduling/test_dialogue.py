@@ -16,8 +16,8 @@ import redis
 from sqlalchemy import select
 
 from careline.contracts import HandoffReason
-from careline.scheduling.dialogue import Context, Conversation
 from careline.scheduling import waitlist
+from careline.scheduling.dialogue import Context, Conversation
 from careline.scheduling.identity import phone_key
 from careline.scheduling.model import AppointmentStatus, SlotQuery
 from careline.scheduling.otp import OneTimeCodes
