@@ -38,17 +38,22 @@ def conversation():
     from channels.db import make_engine
     from knowledge.triage.engine import default_engine
 
+    secret = os.environ.get("CONVERSATION_SECRET", "")
+    if not secret:  # SMS senders could not be matched, calendar links not signed: refuse (fail closed)
+        raise RuntimeError("CONVERSATION_SECRET is not set for the action server")
     settings = SchedulingSettings()
     engine = make_engine(os.environ.get("DATABASE_URL"))
-    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), socket_timeout=2)
-    codes = OneTimeCodes(client, engine, settings, prefix=os.environ.get("REDIS_KEY_PREFIX", "careline"))
+    codes = None  # no SMS channel (no Twilio account): nobody can be sent a code, so staff check identity
+    if os.environ.get("TWILIO_ACCOUNT_SID"):
+        client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), socket_timeout=2)
+        codes = OneTimeCodes(client, engine, settings, prefix=os.environ.get("REDIS_KEY_PREFIX", "careline"))
     return Conversation(
         make_scheduler(settings, engine),
         codes,
         default_engine(),
         settings,
         os.environ.get("CLINIC_TIMEZONE", "America/New_York"),
-        os.environ.get("CONVERSATION_SECRET", ""),
+        secret,
         waitlist=lambda patient_id, visit_type, appointment_id: waitlist.join(
             engine, patient_id, visit_type, appointment_id
         ),
@@ -118,14 +123,11 @@ class ActionAskSchedAnswer(Action):
         if tracker.get_slot(STATE_SLOT) is not None:
             return []
         flow = flow_of(tracker)
+        text = tracker.latest_message.get("text") or ""
+        # A triage level counts only when the patient tapped "Book" on the triage outcome just now.
+        level = tracker.get_slot("triage_level") if text.startswith("/book_appointment") else None
         try:
-            state, turn = conversation().start(
-                flow,
-                tracker.latest_message.get("text") or "",
-                context(tracker),
-                entities_of(tracker),
-                tracker.get_slot("triage_level"),
-            )
+            state, turn = conversation().start(flow, text, context(tracker), entities_of(tracker), level)
         except Exception:
             fail_closed(dispatcher, flow)
             return end_events()

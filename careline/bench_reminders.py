@@ -69,8 +69,9 @@ async def one_run(engine, scheduler, standin, redis, prefix: str) -> dict:
     send, find_sent = twilio_callables(sender)
     # every appointment in the next 40 days has a reminder due now, at any hour
     settings = SchedulingSettings(_env_file=None, reminder_hours="1000", sms_sending_hours="00:00-00:00")
+    secret = scheduler.secret
     worker = SchedulingWorker(
-        engine, scheduler, send, settings, TIMEZONE, "bench", scheduler.secret, redis, find_sent=find_sent, prefix=prefix
+        engine, scheduler, send, settings, TIMEZONE, "bench", secret, redis, find_sent=find_sent, prefix=prefix
     )
     started = time.perf_counter()
     sent = 0

@@ -135,12 +135,17 @@ async def start_services(settings: Settings, screen: SafetyScreen | None, cleanu
         sms_channel,
     )
     auth = StaffAuth.from_settings(settings, engine, redis, limits)
-    scheduler = await start_scheduling(settings, redis, engine, sms_channel, cleanup)
+    scheduler = await start_scheduling(settings, redis, engine, gateway, sms_channel, cleanup)
     return deps.Services(gateway, store, limits, readiness, sms_channel, pager, fanout, console, auth, scheduler)
 
 
 async def start_scheduling(
-    settings: Settings, redis: Redis, engine: Engine, sms_channel: SmsChannel | None, cleanup: AsyncExitStack
+    settings: Settings,
+    redis: Redis,
+    engine: Engine,
+    gateway: Gateway,
+    sms_channel: SmsChannel | None,
+    cleanup: AsyncExitStack,
 ) -> Scheduler:
     """The schedule (SQL, or the clinic's FHIR server): the sample schedule loaded and its slots
     made ahead (careline/scheduling/calendar.py) for the SQL backend."""
@@ -162,7 +167,7 @@ async def start_scheduling(
         from careline.scheduling.worker import from_settings
         from channels.schedule_replies import ScheduleReplies
 
-        sms_channel.gateway.schedule_replies = ScheduleReplies(
+        gateway.schedule_replies = ScheduleReplies(
             redis, engine, scheduler, settings.redis_key_prefix, settings.clinic_timezone, settings.clinic_phone
         )
         if scheduling.scheduling_worker:

@@ -175,7 +175,8 @@ def make_engine(url: str | None = None) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
     elif url.startswith("postgresql"):
         kwargs["connect_args"] = {"connect_timeout": 5, "options": "-c statement_timeout=5000"}
-    engine = create_engine(url, **kwargs)
+    # hide_parameters: a database error's text never carries a patient's name, birth date or number
+    engine = create_engine(url, hide_parameters=True, **kwargs)
     from careline.migrations import migrate
 
     migrate(engine)

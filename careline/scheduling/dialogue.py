@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +31,7 @@ from zoneinfo import ZoneInfo
 from careline.contracts import HandoffReason, Priority
 from careline.scheduling import parse
 from careline.scheduling.model import (
+    ACTIVE_STATUSES,
     Appointment,
     NotAllowed,
     Patient,
@@ -51,6 +53,10 @@ FLOWS = {
     "check_appointment": CHECK,
 }
 MAX_BACK = 12  # how many steps "go back" can undo
+MAX_NAME_CHARS = 120
+SEARCH_LIMIT = 400  # slots read to filter by time of day (28 days of one clinic: about 1,400)
+# Steps whose question is always the same (the others re-show their last prompt when not understood).
+FIXED_QUESTIONS = frozenset({"reason", "symptoms", "returning", "prefs", "name", "dob", "phone", "code"})
 MAX_UNCLEAR = 2  # replies not understood at one step before a person is offered
 
 
@@ -107,6 +113,11 @@ class Conversation:
         triage_level: str | None = None,
     ) -> tuple[dict[str, Any] | None, Turn]:
         """The first turn of a flow, reading what the opening message already says."""
+        state, turn = self._start(flow, text, ctx, entities, triage_level)
+        remember_prompt(state, turn)
+        return state, turn
+
+    def _start(self, flow, text, ctx, entities, triage_level):
         state: dict[str, Any] = {"flow": flow, "step": None, "back": [], "unclear": 0, "prefs": {}}
         turn = Turn()
         appointment_id = (entities or {}).get("appointment_id")
@@ -129,7 +140,7 @@ class Conversation:
         text = (text or "").strip()
         if parse.wants_person(text):
             return self._handoff(state, turn, HandoffReason.REQUEST_HUMAN, Priority.NORMAL, "scheduling.to_person")
-        if parse.wants_stop(text):
+        if self._wants_stop(state, text, ctx):
             self._release_hold(state, ctx)
             return None, turn.say(msg("scheduling.stopped"))
         if parse.wants_back(text):
@@ -142,7 +153,16 @@ class Conversation:
         if new_state is not None and new_state.get("step") != previous.get("step"):
             new_state["back"] = (previous.get("back") or [])[-MAX_BACK:] + [previous]
             new_state["unclear"] = 0
+        remember_prompt(new_state, turn)
         return new_state, turn
+
+    def _wants_stop(self, state, text: str, ctx: Context) -> bool:
+        """ "never mind", "forget it"; on the web also a bare "stop" or "quit" (on SMS those are the
+        carrier keywords, which the gateway handles). Not a yes: "yes, cancel this" confirms."""
+        if parse.parse_yes_no(text) is True:
+            return False
+        bare = text.lower().strip(" .!") in ("stop", "quit", "exit", "end")
+        return parse.wants_stop(text) or (bare and ctx.channel != "sms")
 
     # --- asking ---------------------------------------------------------------------------------
 
@@ -185,9 +205,14 @@ class Conversation:
         raise ValueError(f"no question for step {step}")
 
     def _unclear(self, state: dict[str, Any], turn: Turn, hint: str) -> tuple[dict[str, Any], Turn]:
-        """A reply this step could not read: say what is expected; after MAX_UNCLEAR, offer a person."""
+        """A reply this step could not read: say what is expected again (the step's question, or
+        the last prompt with its choices); after MAX_UNCLEAR, offer a person too."""
         state["unclear"] = int(state.get("unclear") or 0) + 1
-        text, buttons = self._question(state, state["step"], ending=state.get("ending", ""))
+        if state["step"] in FIXED_QUESTIONS:
+            text, buttons = self._question(state, state["step"], ending=state.get("ending", ""))
+        else:
+            prompt = state.get("prompt") or {}
+            text, buttons = prompt.get("text", ""), list(prompt.get("buttons") or [])
         if state["unclear"] > MAX_UNCLEAR:
             buttons = [*buttons, person_button()]
         turn.say(f"{msg(hint)} {text}", buttons)
@@ -265,6 +290,12 @@ class Conversation:
             if triage.retries < 2:
                 state["triage"] = triage.to_dict()
                 return state, turn.say(msg("scheduling.triage_rephrase"))
+            # asked twice and still not understood: "not sure", as the triage form does (pushes the level up)
+            from knowledge.triage.dialogue import question_by_id
+
+            q = question_by_id(self.triage, triage.facts, triage.current)
+            if q is not None:
+                triage.facts.unsure.add(q.finding or q.kind)
         return self._triage_next(state, triage, ctx, turn)
 
     def _triage_next(self, state, triage, ctx, turn):
@@ -325,14 +356,10 @@ class Conversation:
         return self._ask(state, "returning", turn)
 
     def _on_returning(self, state, text, ctx, turn):
-        lowered = text.lower()
-        answer = parse.parse_yes_no(text)
-        if "new" in lowered or "first" in lowered or answer is False:
-            state["new_patient"] = True
-        elif "been" in lowered or "before" in lowered or "existing" in lowered or answer is True:
-            state["new_patient"] = False
-        else:
+        new = _is_new_patient(text)
+        if new is None:
             return self._unclear(state, turn, "scheduling.unclear.yes_no")
+        state["new_patient"] = new
         return self._ask_prefs_or_offer(state, ctx, turn)
 
     def _ask_prefs_or_offer(self, state, ctx, turn):
@@ -407,14 +434,19 @@ class Conversation:
         )
 
     def _find(self, state, ctx) -> tuple[list[Slot], bool]:
-        """Slots that fit the preferences (and the times asked for); else the earliest of any."""
+        """Slots that fit the preferences and the times asked for; else that day (or those days) at
+        any time; else the earliest of any. The second value: whether they fit what was asked."""
         prefs = _prefs_from_dict(state.get("prefs"))
-        slots = self.scheduler.find_slots(self._slot_query(state, ctx), now=ctx.now)
-        slots = [s for s in slots if _fits_times(s, prefs, self.tz)]
+        query = self._slot_query(state, ctx)
+        wanted = self.settings.slots_offered
+        candidates = self.scheduler.find_slots(replace(query, limit=SEARCH_LIMIT), now=ctx.now)
+        slots = [s for s in candidates if _fits_times(s, prefs, self.tz)]
         if slots or state.get("level") == "urgent":
-            return slots[: self.settings.slots_offered], True
+            return slots[:wanted], True
+        if candidates and (prefs.days or prefs.weekdays or prefs.provider_id or prefs.location_id):
+            return candidates[:wanted], False
         relaxed = self.scheduler.find_slots(self._slot_query(state, ctx, relaxed=True), now=ctx.now)
-        return relaxed[: self.settings.slots_offered], False
+        return relaxed[:wanted], False
 
     def _offer(self, state, ctx, turn):
         self._release_hold(state, ctx)
@@ -434,25 +466,31 @@ class Conversation:
             if fit
             else "scheduling.offer.nothing_fits"
         )
-        buttons = [button(self._label(s), f"slot {i + 1}") for i, s in enumerate(slots)]
+        text = msg(intro)
+        if ctx.channel == "sms":  # SMS cuts a choice's title short: the full list goes in the text
+            text += "\n" + "\n".join(f"{i + 1}. {self._label(s)}" for i, s in enumerate(slots))
+        buttons = [
+            button(self._when(s) if ctx.channel == "sms" else self._label(s), f"slot {i + 1}")
+            for i, s in enumerate(slots)
+        ]
         buttons.append(button(msg("scheduling.offer.other_times"), "other times"))
         if state.get("level") == "urgent":
             buttons.append(person_button())
-        return state, turn.say(msg(intro), buttons)
+        return state, turn.say(text, buttons)
 
     def _on_pick(self, state, text, ctx, turn):
         offered = state.get("offered") or []
         choice = _slot_choice(text, len(offered))
-        if choice is None and any(w in text.lower() for w in ("other", "different", "more", "later", "none")):
+        if choice is None:
+            choice = self._named_slot(offered, text)
+        if choice is None and _has_word(text, ("other", "different", "more", "later", "none", "neither")):
             state["prefs"] = {}
             return self._ask(state, "prefs", turn)
         if choice is None:
-            if self._read_preferences(state, text, ctx):
+            corrected = self._correction(state, text, ctx)
+            if corrected == "impossible":
                 return state, turn.say(msg("scheduling.impossible_date"))
-            if (
-                state.get("prefs")
-                and parse.parse_preferences(text, ctx.now.astimezone(self.tz).date()) != parse.Preferences()
-            ):
+            if corrected:
                 return self._offer(state, ctx, turn)  # a correction: "actually Tuesday"
             return self._unclear(state, turn, "scheduling.unclear.pick")
         slot = offered[choice]
@@ -466,6 +504,26 @@ class Conversation:
         state["chosen"] = slot
         return self._after_pick(state, ctx, turn)
 
+    def _named_slot(self, offered: list[dict[str, Any]], text: str) -> int | None:
+        """ "the 8:20 one", "9:40", or an offered slot's label typed out: the one slot it names."""
+        lowered = text.lower()
+        hits = []
+        for i, slot in enumerate(offered):
+            local = datetime.fromisoformat(slot["start"]).astimezone(self.tz)
+            clock = f"{local.hour % 12 or 12}:{local.minute:02d}"
+            if self._label_of(slot).lower() in lowered or re.search(rf"(?<![\d:]){clock}(?!\d)", lowered):
+                hits.append(i)
+        return hits[0] if len(hits) == 1 else None
+
+    def _correction(self, state, text: str, ctx) -> bool | str:
+        """A reply that changes the preferences ("actually Tuesday", "with Dr Okafor instead"):
+        True when they changed (and are updated), "impossible" for an impossible date."""
+        before = dict(state.get("prefs") or {})
+        problem = self._read_preferences(state, text, ctx)
+        if problem:
+            return "impossible"
+        return (state.get("prefs") or {}) != before
+
     def _after_pick(self, state, ctx, turn):
         if state.get("patient_id"):
             return self._ask_confirm(state, ctx, turn)
@@ -475,12 +533,15 @@ class Conversation:
 
     def _on_name(self, state, text, ctx, turn):
         name = parse.parse_name(text)
-        if not name:
+        if not name or len(name) > MAX_NAME_CHARS:
             return self._unclear(state, turn, "scheduling.unclear.name")
         state["name"] = name
         return self._ask(state, "dob", turn)
 
     def _on_dob(self, state, text, ctx, turn):
+        if state.get("flow") == BOOK and _is_new_patient(text) is True:  # "No, I'm new" after a mismatch
+            state["new_patient"], state["id_attempts"] = True, 0
+            return self._ask(state, "dob", turn)
         answer = parse.parse_birth_date(text, ctx.now.astimezone(self.tz).date())
         if answer.kind == "impossible":
             return state, turn.say(msg("scheduling.dob_impossible"))
@@ -619,10 +680,13 @@ class Conversation:
         return self._act_on(state, appointment, ctx, turn)
 
     def _unclear_choice(self, state, turn):
-        state["unclear"] = int(state.get("unclear") or 0) + 1
-        return state, turn.say(msg("scheduling.unclear.pick"))
+        return self._unclear(state, turn, "scheduling.unclear.pick")
 
     def _act_on(self, state, appointment: Appointment, ctx, turn):
+        if appointment.status not in ACTIVE_STATUSES or appointment.start <= ctx.now:
+            return None, turn.say(
+                msg("scheduling.not_active"), [button(msg("triage.button.book"), "/book_appointment")]
+            )
         state["target"] = appointment.id
         state["old_visit_type"] = appointment.visit_type
         cutoff = timedelta(hours=self.settings.cancel_cutoff_hours)
@@ -651,9 +715,10 @@ class Conversation:
 
     def _on_confirm_cancel(self, state, text, ctx, turn):
         answer = parse.parse_yes_no(text)
-        if "keep" in text.lower() or answer is False:
+        cancel = _has_word(text, ("cancel", "cancelled", "cancelling"))
+        if answer is False and not cancel or (answer is None and _has_word(text, ("keep",)) and not cancel):
             return None, turn.say(msg("scheduling.kept"))
-        if answer is not True and "cancel" not in text.lower():
+        if answer is not True and not cancel:
             return self._unclear(state, turn, "scheduling.unclear.yes_no")
         try:
             self.scheduler.cancel(state["target"], reason="patient", by="patient")
@@ -677,21 +742,23 @@ class Conversation:
 
     def _on_confirm(self, state, text, ctx, turn):
         answer = parse.parse_yes_no(text)
-        lowered = text.lower()
-        if "change" in lowered or "different" in lowered or "other" in lowered or answer is False:
+        if answer is True or (answer is None and _has_word(text, ("book",))):
+            state["waitlist"] = _has_word(text, ("earlier",))
+            return self._book(state, ctx, turn)
+        corrected = self._correction(state, text, ctx)
+        if corrected == "impossible":
+            return state, turn.say(msg("scheduling.impossible_date"))
+        if corrected:
+            return self._offer(state, ctx, turn)  # "actually Tuesday", "with Dr Okafor instead"
+        if answer is False or _has_word(text, ("change", "different", "another", "other")):
             return self._offer(state, ctx, turn.say(msg("scheduling.other_times")))
-        if answer is not True and "book" not in lowered:
-            if parse.parse_preferences(text, ctx.now.astimezone(self.tz).date()) != parse.Preferences():
-                if self._read_preferences(state, text, ctx):
-                    return state, turn.say(msg("scheduling.impossible_date"))
-                return self._offer(state, ctx, turn)  # "actually Tuesday"
-            state["unclear"] = int(state.get("unclear") or 0) + 1
-            return state, turn.say(msg("scheduling.unclear.yes_no"))
-        state["waitlist"] = "earlier" in lowered
-        return self._book(state, ctx, turn)
+        return self._unclear(state, turn, "scheduling.unclear.yes_no")
 
     def _book(self, state, ctx, turn):
         slot = state["chosen"]
+        if datetime.fromisoformat(slot["start"]) <= ctx.now + timedelta(minutes=5):  # decided too late
+            turn.say(msg("scheduling.slot_passed"))
+            return self._offer(state, ctx, turn)
         try:
             patient_id = state.get("patient_id") or self._register(state)
             state["patient_id"] = patient_id
@@ -711,6 +778,9 @@ class Conversation:
             turn.say(msg("scheduling.slot_gone"))
             state.pop("chosen", None)
             return self._offer(state, ctx, turn)
+        except NotAllowed:  # the appointment to move was cancelled meanwhile
+            self._release_hold(state, ctx)
+            return None, turn.say(msg("scheduling.not_active"))
         log.info("scheduling booked appointment=%s flow=%s", appointment.id, state["flow"])
         key = "scheduling.moved" if state["flow"] == RESCHEDULE else "scheduling.booked"
         turn.say(msg(key, appointment=self._describe(appointment)))
@@ -724,10 +794,11 @@ class Conversation:
         return None, turn
 
     def _register(self, state) -> str:
-        """A new patient, or the existing one with this name and date of birth (never a duplicate)."""
+        """A new patient; or, when a patient with this name and date of birth exists already, that
+        record (a second one would make both unmatchable, locking the real patient out)."""
         dob = date.fromisoformat(state["dob"])
         existing = self.scheduler.match_patient(state["name"], dob)
-        if existing is not None and not state.get("new_patient"):
+        if existing is not None:
             return existing.id
         return self.scheduler.create_patient(state["name"], dob, state.get("phone")).id
 
@@ -767,6 +838,14 @@ class Conversation:
             local.strftime("%a %b ") + str(local.day) + local.strftime(" at ") + local.strftime("%I:%M %p").lstrip("0")
         )
 
+    def _label_of(self, slot: dict[str, Any]) -> str:
+        return msg(
+            "scheduling.slot_label",
+            when=self._when(slot),
+            provider=slot["provider_name"],
+            location=slot["location_name"],
+        )
+
     def _label(self, slot: Slot) -> str:
         return msg(
             "scheduling.slot_label", when=self._when(slot), provider=slot.provider_name, location=slot.location_name
@@ -782,6 +861,33 @@ class Conversation:
 
 
 # --- plain functions ------------------------------------------------------------------------------
+
+
+def remember_prompt(state: dict[str, Any] | None, turn: Turn) -> None:
+    """The turn's last message with choices: what a reply that is not understood is shown again."""
+    if state is None:
+        return
+    asked = [m for m in turn.messages if m["buttons"]]
+    if asked:
+        state["prompt"] = {"text": asked[-1]["text"], "buttons": asked[-1]["buttons"]}
+
+
+def _has_word(text: str, words: tuple[str, ...]) -> bool:
+    found = set(re.findall(r"[a-z']+", text.lower()))
+    return any(w in found for w in words)
+
+
+def _is_new_patient(text: str) -> bool | None:
+    """ "No, I'm new" -> True; "yes, I've been before", "I'm not new" -> False; else None."""
+    lowered = text.lower()
+    if re.search(
+        r"\bnot (?:a )?new\b|\b(?:been|came|come|seen) (?:here |there )?before\b|\bexisting\b|\breturning\b", lowered
+    ):
+        return False
+    if re.search(r"\bnew\b|\bfirst (?:time|visit)\b|\bnever\b", lowered):
+        return True
+    answer = parse.parse_yes_no(text)
+    return None if answer is None else not answer
 
 
 def _snapshot(state: dict[str, Any]) -> dict[str, Any]:

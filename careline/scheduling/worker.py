@@ -46,6 +46,7 @@ from careline.scheduling.reminders import SendingHours, reminder_key, reminder_t
 from careline.scheduling.schema import sched_messages
 from careline.settings import SchedulingSettings
 from channels.db import sms_delivery
+from channels.sms_text import to_gsm7
 from channels.twilio_sender import SendError, Unsubscribed
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class SchedulingWorker:
         find_sent: FindSent | None = None,
         prefix: str = "careline",
         clinic_name: str | None = None,
-        concurrency: int = 4,
+        concurrency: int = 8,
         claim_seconds: int = CLAIM_SECONDS,
         clock: Callable[[], datetime] | None = None,
     ):
@@ -142,7 +143,7 @@ class SchedulingWorker:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._round = 0
         self._executor: ThreadPoolExecutor | None = None
-        self._in_flight: set[int] = set()  # rows whose send was still going when the worker stopped
+        self._tried: set[int] = set()  # rows of this round whose send was called
         self._planned_at: float | None = None
         self._addresses: dict[str, str] | None = None
 
@@ -152,6 +153,30 @@ class SchedulingWorker:
         now = utc(now) or utc(self.clock())
         counts: Counter[str] = Counter()
         if plan:
+            await self._plan(now, counts)
+        claimed = await self._claim_due(now)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(row) -> str:
+            try:
+                async with gate:
+                    return await self._one(row, now)
+            except asyncio.CancelledError:
+                if row.id not in self._tried:  # stopping before its send: the claim is handed back at once
+                    self._release(row, now - timedelta(seconds=1), tried=False)
+                raise  # a send begun is recorded, or its claim runs out and the next worker asks Twilio
+            finally:
+                self._tried.discard(row.id)
+
+        counts.update(await asyncio.gather(*(one(row) for row in claimed)))
+        counts["due"] = len(claimed)
+        return {k: v for k, v in counts.items() if v}
+
+    async def _plan(self, now: datetime, counts: Counter) -> None:
+        """Plan reminders and offer freed slots; a failure (the schedule unreachable) is logged
+        and the due texts (a patient's code) still go out."""
+        self._addresses = None
+        try:
             counts["planned"] = await self._db(
                 reminders.plan_reminders, self.engine, self.scheduler, now, self.settings.reminder_offsets_hours
             )
@@ -165,22 +190,9 @@ class SchedulingWorker:
                     self.tz,
                     self.clinic_name,
                 )
-            self._addresses = None
-        claimed = await self._claim_due(now)
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(row) -> str:
-            try:
-                async with gate:
-                    return await self._one(row, now)
-            except asyncio.CancelledError:
-                if row.id not in self._in_flight:  # stopping: the claim is handed back at once
-                    self._release(row, now - timedelta(seconds=1))
-                raise
-
-        counts.update(await asyncio.gather(*(one(row) for row in claimed)))
-        counts["due"] = len(claimed)
-        return {k: v for k, v in counts.items() if v}
+        except Exception as exc:
+            counts["plan_failed"] = 1
+            log.error("scheduling worker planning failed error=%s", type(exc).__name__)
 
     async def run_forever(self, stop_event: asyncio.Event | None = None, interval: float | None = None) -> None:
         """Run until `stop_event` is set or the task is cancelled; a failing round is logged (its
@@ -189,7 +201,8 @@ class SchedulingWorker:
         interval = interval or self.settings.scheduling_worker_interval_seconds
         failures = 0
         log.info("scheduling worker %s started", self.worker_id)
-        while not stop_event.is_set():
+        me = asyncio.current_task()
+        while not stop_event.is_set() and not (me is not None and me.cancelling()):  # even if a client ate it
             pause = interval
             try:
                 plan = self._planned_at is None or time.monotonic() - self._planned_at >= PLAN_EVERY
@@ -277,14 +290,14 @@ class SchedulingWorker:
                 )
         return bool(changed)
 
-    def _release(self, row, until: datetime, status: str = "sending") -> None:
-        """Hand the claim back: claimable from `until`, or pending until then (the sending hours;
-        that claim sent nothing, so it is not counted as an attempt)."""
+    def _release(self, row, until: datetime, status: str = "sending", tried: bool = True) -> None:
+        """Hand the claim back: claimable from `until`, or pending until then (the sending hours). A
+        claim that never reached the send (`tried` False) is not counted as an attempt."""
         values = {"claimed_until": until}
+        if not tried:
+            values["attempts"] = row.attempts - 1
         if status == "pending":
-            values.update(
-                status="pending", claimed_by=None, claimed_until=None, due_at=until, attempts=row.attempts - 1
-            )
+            values.update(status="pending", claimed_by=None, claimed_until=None, due_at=until)
         with self.engine.begin() as conn:
             conn.execute(update(sched_messages).where(self._mine(row)).values(**values))
 
@@ -296,7 +309,8 @@ class SchedulingWorker:
             raise
         except Exception as exc:
             log.error("scheduling message %s failed kind=%s error=%s", row.id, row.kind, type(exc).__name__)
-            await self._db(self._release, row, now + timedelta(seconds=RETRY_SECONDS))
+            tried = row.id in self._tried  # the schedule was down, say: not an attempt at sending
+            await self._db(self._release, row, now + timedelta(seconds=RETRY_SECONDS), "sending", tried)
             return "retry"
 
     async def _process(self, row, now: datetime) -> str:
@@ -306,11 +320,12 @@ class SchedulingWorker:
             log.info("scheduling message %s kind=%s skipped reason=%s", row.id, row.kind, prepared.reason)
             return f"skipped_{prepared.reason}"
         if isinstance(prepared, Defer):
-            await self._db(self._release, row, prepared.until, "pending")
+            await self._db(self._release, row, prepared.until, "pending", False)
             return "deferred"
         return await self._deliver(row, prepared, now)
 
     async def _deliver(self, row, out: Outgoing, now: datetime) -> str:
+        out.body = to_gsm7(out.body)  # as the SMS channel sends: one segment holds 160 characters, not 70
         sid = None
         if row.attempts > 1 and self.find_sent is not None:  # an earlier attempt may have sent it
             sid = await self.find_sent(out.to, out.body, await self._db(self._known_sids, row.patient_id))
@@ -327,7 +342,7 @@ class SchedulingWorker:
             return "skipped_opted_out"
         except SendError as exc:
             return await self._send_failed(row, exc, now)
-        await self._db(self._finish, row, "sent", "", sid, now, out.key)
+        await _to_the_end(self._db(self._finish, row, "sent", "", sid, now, out.key))  # even when stopped
         await self._remember(out)
         log.info("scheduling message %s kind=%s sent", row.id, row.kind)
         return "sent"
@@ -335,6 +350,7 @@ class SchedulingWorker:
     async def _send(self, row, out: Outgoing, now: datetime) -> str:
         """Send; stopped meanwhile, the send in flight is let finish (for a while) and recorded, so
         the next worker does not have to guess whether it went out."""
+        self._tried.add(row.id)
         sending = asyncio.ensure_future(self.send(out.to, out.body))
         try:
             return await asyncio.shield(sending)
@@ -343,7 +359,6 @@ class SchedulingWorker:
                 sid = await asyncio.wait_for(sending, STOP_GRACE)
                 self._finish(row, "sent", "", sid, now, out.key)
             except Exception as exc:  # unknown: the claim runs out and the next worker asks Twilio
-                self._in_flight.add(row.id)  # so it is not handed back at once
                 log.warning("scheduling message %s left in flight at stop error=%s", row.id, type(exc).__name__)
             raise
 
@@ -445,6 +460,17 @@ class SchedulingWorker:
             except BackendUnavailable:
                 return ""
         return self._addresses.get(location_id, "")
+
+
+async def _to_the_end(awaitable):
+    """Await something that must complete: cancelled meanwhile, it still completes, then the
+    cancellation goes on."""
+    future = asyncio.ensure_future(awaitable)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await future
+        raise
 
 
 # --- wiring: the gateway, `careline worker` ----------------------------------------------------

@@ -327,3 +327,114 @@ def test_a_patient_may_ask_for_an_earlier_time_when_booking(talk, scheduler, sch
     with schedule_engine.begin() as conn:
         row = conn.execute(select(sched_waitlist).where(sched_waitlist.c.patient_id == patient.id)).one()
     assert row.status == "waiting" and row.appointment_id == scheduler.appointments_for(patient.id, now=NOW)[0].id
+
+
+def test_replies_the_slot_list_cannot_read_show_it_again(talk):
+    chat = Chat(talk, "book", "book a follow-up")
+    chat.say("yes")
+    chat.say("earliest")
+    offered = chat.buttons
+    for reply in ("ok", "hmm", "what", "stop"):
+        chat.say(reply)
+        if chat.state is None:
+            assert reply == "stop" and "stopped" in chat.text
+            break
+        assert chat.state["step"] == "pick" and chat.buttons[: len(offered)] == offered, reply
+
+
+def test_times_of_day_are_found_on_a_busy_day(talk):
+    chat = Chat(talk, "book", "book a follow-up")
+    chat.say("yes")
+    assert "free" in chat.say("monday after 2pm")
+    for slot in chat.state["offered"]:
+        local = datetime.fromisoformat(slot["start"]).astimezone(talk.tz)
+        assert local.weekday() == 0 and local.hour >= 14
+
+
+def test_an_offered_time_may_be_picked_by_its_clock_time(talk):
+    chat = Chat(talk, "book", "book a follow-up")
+    chat.say("yes")
+    chat.say("earliest")
+    chat.say("monday afternoon")
+    clocks = [datetime.fromisoformat(s["start"]).astimezone(talk.tz) for s in chat.state["offered"]]
+    labels = [f"{c.hour % 12 or 12}:{c.minute:02d}" for c in clocks]
+    unique = [i for i, label in enumerate(labels) if labels.count(label) == 1]
+    assert unique, labels
+    offered = chat.state["offered"]
+    chat.say(f"the {labels[unique[-1]]} one")
+    assert chat.state["chosen"]["id"] == offered[unique[-1]]["id"]
+
+
+@pytest.mark.parametrize(
+    "answer, new", [("I'm not new", False), ("yes I've been before", False), ("no, first time", True)]
+)
+def test_new_or_returning_reads_negation(talk, answer, new):
+    chat = Chat(talk, "book", "book a check-up")
+    chat.say(answer)
+    assert chat.state["new_patient"] is new
+
+
+def test_a_returning_patient_who_is_not_found_may_book_as_new(talk, scheduler):
+    chat = Chat(talk, "book", "book a check-up")
+    chat.say("yes")
+    chat.say("earliest")
+    chat.say("1")
+    chat.say("Nobody Knownhere")
+    assert "couldn't find" in chat.say("02/03/1990") and "No, I'm new" in chat.buttons
+    assert "date of birth" in chat.say("no, I'm new")
+    assert "mobile number" in chat.say("02/03/1990")
+
+
+def test_triage_questions_not_understood_twice_move_on(talk):
+    chat = Chat(talk, "book", "I need an appointment, I have a sore throat")
+    first = chat.state["triage"]["current"]
+    for reply in ("hmm", "asdf", "qwerty"):
+        chat.say(reply)
+        if chat.state is None or chat.state.get("step") != "triage":
+            break
+    assert chat.state is None or chat.state.get("step") != "triage" or chat.state["triage"]["current"] != first
+
+
+def test_a_late_yes_does_not_book_a_time_that_has_passed(talk, scheduler):
+    patient = scheduler.create_patient("Late Answerer", date(1980, 1, 1), "+15555550188")
+    chat = Chat(talk, "book", "book a follow-up")
+    chat.say("yes")
+    chat.say("earliest")
+    chat.say("1")
+    chat.say(patient.name)
+    chat.say("01/01/1980")
+    chat.now = NOW + timedelta(days=3)
+    assert "passed" in chat.say("yes")
+    assert scheduler.appointments_for(patient.id, now=NOW) == []
+
+
+def test_a_reminder_reply_for_a_cancelled_appointment_says_so(talk, scheduler):
+    patient, appointment = patient_with_appointment(scheduler, phone="+15555550121")
+    scheduler.cancel(appointment.id, by="staff")
+    chat = Chat(
+        talk,
+        "reschedule",
+        "/reschedule_appointment",
+        channel="sms",
+        sender=phone_key(SECRET, "+15555550121"),
+        entities={"appointment_id": appointment.id},
+    )
+    assert chat.state is None and "already been cancelled" in chat.text
+
+
+def test_confirmations_are_read_by_words_not_letters(talk, scheduler):
+    patient = scheduler.create_patient("Word Reader", date(1981, 1, 1), "+15555550187")
+    chat = Chat(talk, "book", "book a follow-up")
+    chat.say("yes")
+    chat.say("earliest")
+    chat.say("1")
+    chat.say(patient.name)
+    chat.say("01/01/1981")
+    assert "You're booked" in chat.say("yes, it's for my mother")
+
+
+def test_sms_lists_the_slots_in_full_in_the_text(talk):
+    chat = Chat(talk, "book", "book a follow-up", channel="sms", sender="sms-x")
+    chat.say("yes")
+    chat.say("earliest")
+    assert "1. " in chat.text and "2. " in chat.text and "Dr." in chat.text

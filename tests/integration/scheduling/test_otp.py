@@ -146,3 +146,23 @@ async def test_the_worker_texts_the_code_and_forgets_it(redis_client, scheduler,
     assert code in text
     (row,) = rows(schedule_engine, id=result.message_id)
     assert row.status == "sent" and row.body is None and row.message_sid
+
+
+async def test_the_code_goes_out_when_planning_reminders_fails(redis_client, scheduler, schedule_engine, twilio):
+    from careline.scheduling.model import BackendUnavailable
+    from careline.scheduling.sql import SqlScheduler
+
+    from .conftest import TIMEZONE
+    from .messaging import make_worker
+
+    class CalendarDown(SqlScheduler):
+        def appointments_between(self, *args, **kwargs):
+            raise BackendUnavailable("OperationalError")
+
+    otp = codes(redis_client, schedule_engine)
+    patient = new_patient(scheduler)
+    code = sent_code(schedule_engine, otp.send(patient, purpose="cancel"))
+    down = CalendarDown(schedule_engine, timezone=TIMEZONE, secret=SECRET)
+    counts = await make_worker(schedule_engine, down, twilio).run_once()
+    assert counts.get("plan_failed") == 1 and counts.get("sent") == 1
+    assert code in twilio.messages(to=patient.phone)[0].body

@@ -119,6 +119,11 @@ def started(monkeypatch):
     monkeypatch.setattr(app_module, "_cancel", cancel)
     monkeypatch.setattr(app_module, "start_isolated_screen", isolated_screen)
     monkeypatch.setattr(app_module, "build_sms_channel", lambda *_a: FakeSmsChannel(log, "sms" in fail_at))
+
+    async def no_scheduling(*_a):  # the schedule needs a real database: tests/integration/scheduling
+        return None
+
+    monkeypatch.setattr(app_module, "start_scheduling", no_scheduling)
     return log, fail_at
 
 
