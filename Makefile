@@ -99,6 +99,8 @@ bench: install train kb
 	$(VENV)/bin/python -m careline.bench_sms
 	$(VENV)/bin/python -m careline.bench_screen
 	$(VENV)/bin/python -m careline.bench_staff
+	$(VENV)/bin/python -m careline.bench_schedule
+	$(VENV)/bin/python -m careline.bench_reminders
 
 clean:
 	rm -rf models var .pytest_cache

@@ -33,6 +33,7 @@ def conversation():
 
     from careline.scheduling import make_scheduler, waitlist
     from careline.scheduling.dialogue import Conversation
+    from careline.scheduling.identity import identity_limiter
     from careline.scheduling.otp import OneTimeCodes
     from careline.settings import SchedulingSettings
     from channels.db import make_engine
@@ -43,10 +44,11 @@ def conversation():
         raise RuntimeError("CONVERSATION_SECRET is not set for the action server")
     settings = SchedulingSettings()
     engine = make_engine(os.environ.get("DATABASE_URL"))
+    prefix = os.environ.get("REDIS_KEY_PREFIX", "careline")
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), socket_timeout=2)
     codes = None  # no SMS channel (no Twilio account): nobody can be sent a code, so staff check identity
     if os.environ.get("TWILIO_ACCOUNT_SID"):
-        client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), socket_timeout=2)
-        codes = OneTimeCodes(client, engine, settings, prefix=os.environ.get("REDIS_KEY_PREFIX", "careline"))
+        codes = OneTimeCodes(client, engine, settings, prefix=prefix)
     return Conversation(
         make_scheduler(settings, engine),
         codes,
@@ -57,6 +59,7 @@ def conversation():
         waitlist=lambda patient_id, visit_type, appointment_id: waitlist.join(
             engine, patient_id, visit_type, appointment_id
         ),
+        identity_limit=identity_limiter(client, settings.identity_rate_limit, prefix),
     )
 
 

@@ -210,6 +210,8 @@ class SchedulingSettings(BaseSettings):
     otp_send_rate_limit: str = "3/15minutes"
     # Wrong dates of birth for a name before the assistant stops asking and offers a person.
     identity_max_attempts: int = Field(default=3, ge=1, le=10)
+    # Identity tries for one name across all conversations (someone guessing a date of birth).
+    identity_rate_limit: str = "10/hour"
     # A waitlist offer of a freed slot stands this long; the first yes wins.
     waitlist_offer_minutes: int = Field(default=60, ge=5, le=24 * 60)
     # The worker that sends reminders, codes and offers (in the gateway, or `careline worker`).

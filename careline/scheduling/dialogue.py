@@ -96,9 +96,20 @@ class Conversation:
     """The machine. `scheduler` is any backend; `codes` sends and checks one-time codes
     (careline/scheduling/otp.py); `triage` is the triage engine."""
 
-    def __init__(self, scheduler: Scheduler, codes, triage, settings, clinic_tz: str, secret: str, waitlist=None):
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        codes,
+        triage,
+        settings,
+        clinic_tz: str,
+        secret: str,
+        waitlist=None,
+        identity_limit=None,
+    ):
         self.scheduler, self.codes, self.triage, self.settings = scheduler, codes, triage, settings
         self.waitlist = waitlist  # callable(patient_id, visit_type, appointment_id): the waitlist for an earlier slot
+        self.identity_limit = identity_limit  # callable(name key) -> False when that name had too many tries
         self.tz = ZoneInfo(clinic_tz)
         self.secret = secret  # CONVERSATION_SECRET: an SMS sender's key is phone_key(secret, number)
 
@@ -565,7 +576,15 @@ class Conversation:
 
     def _identify(self, state, ctx, turn):
         """An existing patient by name and date of birth. A mismatch says no more than that, and
-        after IDENTITY_MAX_ATTEMPTS a person takes over."""
+        after IDENTITY_MAX_ATTEMPTS a person takes over. Tries for one name are also limited across
+        conversations (IDENTITY_RATE_LIMIT), so a new conversation does not reset the count."""
+        from careline.scheduling.identity import name_key
+
+        if self.identity_limit is not None and not self.identity_limit(name_key(state["name"])):
+            log.info("scheduling identity rate limited")
+            return self._handoff(
+                state, turn, HandoffReason.SCHEDULING_IDENTITY, Priority.NORMAL, "scheduling.identity_failed"
+            )
         patient = self.scheduler.match_patient(state["name"], date.fromisoformat(state["dob"]))
         if patient is None:
             state["id_attempts"] = int(state.get("id_attempts") or 0) + 1

@@ -34,3 +34,15 @@ def phone_key(secret: str, phone: str) -> str:
     """The SMS conversation key of this number: equal to the tracker's sender id when the patient
     texts from it."""
     return conversation_key(secret, "sms", phone)
+
+
+def identity_limiter(redis, rate: str, prefix: str = "careline"):
+    """callable(name key) -> bool: False once a name had more than `rate` identity tries ("10/hour"),
+    counted in Redis across conversations and gateway processes (the `limits` library)."""
+    from limits import parse_many
+    from limits.storage import RedisStorage
+    from limits.strategies import MovingWindowRateLimiter
+
+    storage = RedisStorage("redis://", connection_pool=redis.connection_pool, key_prefix=f"{prefix}:ratelimit:identity")
+    limiter, items = MovingWindowRateLimiter(storage), parse_many(rate)
+    return lambda key: all(limiter.hit(item, "identity", key) for item in items)

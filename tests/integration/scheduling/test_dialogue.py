@@ -438,3 +438,21 @@ def test_sms_lists_the_slots_in_full_in_the_text(talk):
     chat.say("yes")
     chat.say("earliest")
     assert "1. " in chat.text and "2. " in chat.text and "Dr." in chat.text
+
+
+def test_identity_tries_for_one_name_are_limited_across_conversations(scheduler, codes, redis_url):
+    from careline.scheduling.identity import identity_limiter
+
+    limit = identity_limiter(redis.Redis.from_url(redis_url), "2/hour", prefix=f"tid{uuid.uuid4().hex[:6]}")
+    talk = Conversation(
+        scheduler, codes, default_engine(), SchedulingSettings(), TIMEZONE, SECRET, identity_limit=limit
+    )
+    patient, _ = patient_with_appointment(scheduler)
+    for dob in ("01/01/1971", "01/02/1971"):  # two conversations, one wrong try each
+        chat = Chat(talk, "check", "when is my appointment")
+        chat.say(patient.name)
+        assert "couldn't find" in chat.say(dob)
+    chat = Chat(talk, "check", "when is my appointment")
+    chat.say(patient.name)
+    chat.say("05/17/1970")  # right, but the name had its tries
+    assert chat.state is None and chat.turn.handoff[0] == HandoffReason.SCHEDULING_IDENTITY
