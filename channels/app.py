@@ -258,15 +258,7 @@ async def start_sms(
 
 def build_sms_channel(settings: Settings, redis: Redis, gateway: Gateway, engine: Engine) -> SmsChannel:
     callback = f"{settings.public_base_url.rstrip('/')}/sms/twilio/status" if settings.public_base_url else None
-    sender = TwilioSender(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        settings.twilio_phone_number,
-        settings.twilio_messaging_service_sid,
-        settings.twilio_api_base_url,
-        callback,
-        retries=settings.sms_send_retries,
-    )
+    sender = TwilioSender.from_settings(settings, callback)
     return SmsChannel(
         redis,
         gateway,

@@ -38,6 +38,20 @@ class Sent:
 
 
 class TwilioSender:
+    @classmethod
+    def from_settings(cls, settings, status_callback: str | None = None) -> TwilioSender:
+        """The sender of a gateway's settings (careline.settings.Settings): the SMS channel's and
+        the scheduling worker's."""
+        return cls(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_phone_number,
+            settings.twilio_messaging_service_sid,
+            settings.twilio_api_base_url,
+            status_callback,
+            retries=settings.sms_send_retries,
+        )
+
     def __init__(
         self,
         account_sid: str,

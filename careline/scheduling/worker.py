@@ -506,20 +506,16 @@ async def run_standalone(settings, stop_event: asyncio.Event | None = None) -> N
     scheduling = SchedulingSettings()
     engine = make_engine(settings.database_url)
     redis = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_seconds)
-    sender = TwilioSender(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        settings.twilio_phone_number,
-        settings.twilio_messaging_service_sid,
-        settings.twilio_api_base_url,
-        retries=settings.sms_send_retries,
-    )
+    sender = TwilioSender.from_settings(settings)
     stop_event = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_event.set)
     try:
-        worker = from_settings(settings, scheduling, engine, make_scheduler(scheduling, engine), redis, sender)
+        scheduler = make_scheduler(
+            scheduling, engine, timezone=settings.clinic_timezone, secret=settings.conversation_secret
+        )
+        worker = from_settings(settings, scheduling, engine, scheduler, redis, sender)
         await worker.run_forever(stop_event)
     finally:
         await redis.aclose()

@@ -40,20 +40,18 @@ import argparse
 import copy
 import json
 import signal
-import sys
 import threading
 import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-from careline.standins.http import StandinHandler
+from careline.standins.http import StandinHandler, StandinServer
 
 FHIR_JSON = "application/fhir+json"
 FHIR_VERSION = "4.0.1"
@@ -595,7 +593,7 @@ class FhirStandIn:
         self._faults: list[int] = []
         self._lock = threading.Lock()
         self._host, self._port = host, port
-        self._server: _Server | None = None
+        self._server: StandinServer | None = None
         for resource in default_seed() if seed is None else seed:
             self._store.put_raw(resource)
 
@@ -610,7 +608,7 @@ class FhirStandIn:
         return f"http://{host}:{port}"
 
     def start(self) -> FhirStandIn:
-        self._server = _Server((self._host, self._port), self)
+        self._server = StandinServer((self._host, self._port), self, _Handler)
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fhir-standin", daemon=True
@@ -711,21 +709,9 @@ class FhirStandIn:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 128  # many clients at once (a booking race) without SYN retries
-
-    def __init__(self, address: tuple[str, int], standin: FhirStandIn):
-        self.standin = standin  # what _Handler serves
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request, client_address) -> None:
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            super().handle_error(request, client_address)
-
-
 class _Handler(StandinHandler):
     server_version = "fhir-standin"
-    server: _Server
+    server: StandinServer
 
     @property
     def standin(self) -> FhirStandIn:

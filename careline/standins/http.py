@@ -1,13 +1,31 @@
-"""What both stand-ins' HTTP handlers share: quiet logs, and an answer that tolerates a client
-that has already gone."""
+"""What the stand-ins' HTTP servers share (Twilio, FHIR, the LLM): quiet logs, an answer that
+tolerates a client that has already gone, and a threaded server that does not report it."""
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class StandinServer(ThreadingHTTPServer):
+    """Serves `handler` with `standin` (what the handler answers from) at `address`."""
+
+    request_queue_size = 128  # many clients at once (a booking race) without SYN retries
+
+    def __init__(self, address: tuple[str, int], standin: Any, handler: type[BaseHTTPRequestHandler]):
+        self.standin = standin
+        super().__init__(address, handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that dies mid-request (a killed gateway) is not an error of the stand-in."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 class StandinHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small answers go out at once (no 40 ms delayed-ACK stall)
 
     def log_message(self, *args) -> None:  # quiet: bodies and numbers are patient data
         pass

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from careline.standins.http import StandinHandler
+from careline.standins.http import StandinHandler, StandinServer
 
 MODES = ("grounded", "ungrounded", "mixed", "link", "dont_know", "empty", "slow", "500", "429")
 UNGROUNDED = "Drinking lemon juice every morning cures this condition completely and for good."
@@ -135,14 +135,8 @@ def _stream_payload(model: str, content: str) -> bytes:
     return payload.encode()
 
 
-class _Server(ThreadingHTTPServer):
-    def __init__(self, address: tuple[str, int], standin: LLMStandin):
-        self.standin = standin  # what _Handler serves
-        super().__init__(address, _Handler)
-
-
 class _Handler(StandinHandler):
-    server: _Server
+    server: StandinServer
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
@@ -243,7 +237,7 @@ class LLMStandin:
         return f"http://{host}:{port}/v1"
 
     def start(self) -> LLMStandin:
-        self._server = _Server(("127.0.0.1", 0), self)
+        self._server = StandinServer(("127.0.0.1", 0), self, _Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="llm-standin", daemon=True).start()
         return self

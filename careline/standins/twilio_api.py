@@ -34,7 +34,6 @@ import os
 import re
 import secrets
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -50,7 +49,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 from twilio.request_validator import RequestValidator
 
-from careline.standins.http import StandinHandler
+from careline.standins.http import StandinHandler, StandinServer
 
 API_VERSION = "2010-04-01"
 PHONE_PAGE = Path(__file__).resolve().parent / "static" / "phone.html"
@@ -210,7 +209,7 @@ class TwilioStandIn:
         }
 
     def start(self) -> TwilioStandIn:
-        self._server = _Server((self._host, self._port), self)
+        self._server = StandinServer((self._host, self._port), self, _Handler)
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="twilio-standin", daemon=True
@@ -546,20 +545,9 @@ class TwilioStandIn:
         ]
 
 
-class _Server(ThreadingHTTPServer):
-    def __init__(self, address: tuple[str, int], standin: TwilioStandIn):
-        self.standin = standin  # what _Handler serves
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request, client_address) -> None:
-        """A client that dies mid-request (a killed gateway) is not an error of the stand-in."""
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            super().handle_error(request, client_address)
-
-
 class _Handler(StandinHandler):
     server_version = "twilio-standin"
-    server: _Server
+    server: StandinServer
 
     @property
     def standin(self) -> TwilioStandIn:
