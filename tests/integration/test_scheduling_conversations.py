@@ -140,3 +140,66 @@ def test_sms_booking_uses_numbered_choices(stack, twilio):
     assert "Book " in replies
     replies = " ".join(converse(twilio, stack, phone, "1"))
     assert "You're booked" in replies and "Reply C" in replies and time.monotonic() - started < 60
+
+
+def test_a_wrong_date_of_birth_three_times_goes_to_staff_and_reveals_nothing(api, conversation_id, schedule):
+    patient, appointment = booked_patient(schedule, new_number())
+    say(api, conversation_id, "when is my appointment")
+    say(api, conversation_id, patient.name)
+    for dob in ("01/01/1968", "03/01/1968"):
+        reply = say(api, conversation_id, dob)
+        assert "couldn't find" in texts(reply) and reply["owner"] == "bot"
+    reply = say(api, conversation_id, "04/01/1968")
+    assert reply["owner"] == "waiting_for_staff" and "staff" in texts(reply)
+    month = appointment.start.astimezone(schedule.tz).strftime("%b")
+    assert f"{month} " not in texts(reply)
+
+
+def test_a_slot_taken_while_the_patient_decided_is_said_and_others_offered(api, conversation_id, schedule):
+    say(api, conversation_id, "book a check-up")
+    say(api, conversation_id, "no, I'm new")
+    reply = say(api, conversation_id, "earliest")
+    first = [p for p in payloads(reply) if p.startswith("slot ")][0]
+    offered = schedule.find_slots(
+        SlotQuery(start=datetime.now(UTC), end=datetime.now(UTC) + timedelta(days=28), visit_type="new_patient"),
+        now=datetime.now(UTC),
+    )[0]
+    someone = schedule.create_patient(new_name(), date(1950, 1, 1), None)
+    schedule.book(offered.id, someone.id, "new_patient")  # the earliest, taken by another patient first
+    reply = say(api, conversation_id, first)
+    assert "just taken" in texts(reply) and [p for p in payloads(reply) if p.startswith("slot ")]
+
+
+def test_sms_reschedule_from_the_number_on_file(stack, twilio, schedule):
+    from tests.integration.test_sms import converse
+
+    phone = new_number()
+    patient, old = booked_patient(schedule, phone, days_ahead=3)
+    converse(twilio, stack, phone, "I need to move my appointment")
+    converse(twilio, stack, phone, patient.name)
+    replies = " ".join(converse(twilio, stack, phone, "02/29/1968"))
+    assert "new time" in replies
+    replies = " ".join(converse(twilio, stack, phone, "next week afternoon"))
+    assert "1. " in replies
+    converse(twilio, stack, phone, "1")
+    replies = " ".join(converse(twilio, stack, phone, "1"))  # Yes, book it
+    assert "now" in replies, replies
+    assert schedule.appointment(old.id).status == AppointmentStatus.CANCELLED
+    new = schedule.appointments_for(patient.id)[0]
+    assert new.replaces_id == old.id
+
+
+def test_no_name_birth_date_or_number_in_any_log(stack, api, conversation_id, schedule):
+    phone = "+15557654321"
+    say(api, conversation_id, "book a follow-up")
+    say(api, conversation_id, "no, I'm new")
+    reply = say(api, conversation_id, "earliest")
+    say(api, conversation_id, [p for p in payloads(reply) if p.startswith("slot ")][0])
+    say(api, conversation_id, "Quintessa Marchbanks")
+    say(api, conversation_id, "11/23/1977")
+    say(api, conversation_id, phone)
+    say(api, conversation_id, "yes")
+    for log_file in stack.logs.glob("*.log"):
+        content = log_file.read_text(errors="replace")
+        for secret in ("Quintessa", "Marchbanks", "1977-11-23", "11/23/1977", "5557654321"):
+            assert secret not in content, (log_file.name, secret)
