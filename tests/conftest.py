@@ -106,6 +106,7 @@ def stack(redis_url, tmp_path_factory, twilio, embedding_site_port):
         RATE_LIMIT_CLIENT="100000/minute",
         STAFF_LOGIN_RATE_LIMIT="10000/minute",  # the throttle itself: tests/integration/channels/staff
         ALLOWED_ORIGINS=f"http://127.0.0.1:{embedding_site_port}",
+        SMS_SENDING_HOURS="00:00-00:00",  # reminders at any hour: tests run at night too
     ) as s:
         yield s
 

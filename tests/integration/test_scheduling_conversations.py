@@ -14,8 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from careline.scheduling.model import AppointmentStatus, SlotQuery
+from careline.scheduling.schema import appointments
 from careline.scheduling.sql import SqlScheduler
 from channels.db import make_engine
 from tests.helpers import say, texts
@@ -203,3 +205,51 @@ def test_no_name_birth_date_or_number_in_any_log(stack, api, conversation_id, sc
         content = log_file.read_text(errors="replace")
         for secret in ("Quintessa", "Marchbanks", "1977-11-23", "11/23/1977", "5557654321"):
             assert secret not in content, (log_file.name, secret)
+
+
+def test_r_to_a_reminder_starts_the_reschedule_for_that_appointment_through_rasa(stack, twilio, schedule):
+    """The worker marks the reminder it sent (<prefix>:sched:last:<conversation>); R is then the
+    reschedule conversation for that appointment, from the number on file: no name or code asked."""
+    import json
+
+    from redis import Redis
+
+    from channels.pseudonym import conversation_key
+    from tests.integration.test_sms import converse
+
+    phone = new_number()
+    patient, appointment = booked_patient(schedule, phone, days_ahead=4)
+    key = conversation_key(stack.secret, "sms", phone)
+    marker = json.dumps({"kind": "reminder", "appointment_id": appointment.id})
+    Redis.from_url(stack.redis_url).set(f"careline:sched:last:{key}", marker, ex=600)
+    replies = " ".join(converse(twilio, stack, phone, "R"))
+    assert "new time" in replies and "full name" not in replies, replies
+
+
+def test_a_reminder_is_sent_once_across_a_gateway_restart_and_c_confirms(stack, twilio, schedule):
+    """The gateway's worker texts the 72-hour reminder of an appointment booked 2 days ahead; a
+    restarted gateway does not text it again; the patient's C confirms it."""
+    from tests.integration.test_sms import converse
+
+    phone = new_number()
+    patient = schedule.create_patient(new_name(), date(1975, 6, 1), phone)
+    now = datetime.now(UTC)
+    slot = schedule.find_slots(
+        SlotQuery(start=now + timedelta(hours=26), end=now + timedelta(hours=71), visit_type="follow_up"), now=now
+    )[0]
+    appointment = schedule.book(slot.id, patient.id, "follow_up", now=now)
+    with schedule.bind.begin() as conn:  # booked a week ago: its 72-hour reminder is due now
+        conn.execute(
+            update(appointments)
+            .where(appointments.c.id == int(appointment.id))
+            .values(created_at=now - timedelta(days=7))
+        )
+    [reminder] = twilio.wait_for(1, to=phone, timeout=30)
+    assert reminder.body.startswith("Reminder from") and "Reply C" in reminder.body
+    stack.restart(["gateway"])
+    stack.wait_ready(60)
+    time.sleep(3)  # several rounds of the new gateway's worker
+    assert len(twilio.messages(to=phone)) == 1, "sent once"
+    replies = " ".join(converse(twilio, stack, phone, "C"))
+    assert "confirmed" in replies
+    assert schedule.appointment(appointment.id).confirmed
