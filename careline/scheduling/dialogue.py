@@ -390,8 +390,9 @@ class Conversation:
         preferences (a correction replaces what it names and keeps the rest). Returns a reason
         code when it names an impossible date."""
         today = ctx.now.astimezone(self.tz).date()
-        providers = [(p.id, p.name) for p in self.scheduler.providers()]
-        locations = [(loc.id, loc.name) for loc in self.scheduler.locations()]
+        # names with roles and addresses: "the nurse practitioner", "the one on Lakeview"
+        providers = [(p.id, f"{p.name} {p.role}") for p in self.scheduler.providers()]
+        locations = [(loc.id, f"{loc.name} {loc.address}") for loc in self.scheduler.locations()]
         newer = parse.parse_preferences(text, today, providers, locations)
         if newer.impossible:
             return newer.impossible

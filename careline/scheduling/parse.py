@@ -26,6 +26,7 @@ once:
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from calendar import monthrange
@@ -89,6 +90,27 @@ def _norm(text: str | None) -> str:
     return " ".join(text.split())
 
 
+_DAY_WORDS = (
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "mondays", "tuesdays",
+    "wednesdays", "thursdays", "fridays", "saturdays", "sundays", "morning", "mornings", "afternoon",
+    "afternoons", "evening", "evenings", "tomorrow",
+)  # fmt: skip
+
+
+def _spelled(norm: str) -> str:
+    """Misspelt day and time-of-day words put right ("wendsday", "thrusday", "mornigs",
+    "afternon"): a word of 5 letters or more within one or two slips of exactly one of them."""
+    words = []
+    for word in norm.split(" "):
+        bare = word.strip(".,!?;:")
+        if len(bare) >= 5 and bare.isalpha() and bare not in _DAY_WORDS:
+            close = difflib.get_close_matches(bare, _DAY_WORDS, n=2, cutoff=0.8)
+            if len(close) == 1 or (len(close) == 2 and close[0].rstrip("s") == close[1].rstrip("s")):
+                word = word.replace(bare, close[0])
+        words.append(word)
+    return " ".join(words)
+
+
 # --- answers ---------------------------------------------------------------------------------
 
 
@@ -114,16 +136,30 @@ def _calendar_date(year: int, month: int, day: int) -> DateAnswer:
     return DateAnswer("date", date(year, month, day))
 
 
+RECENTLY_PAST_DAYS = 90  # "Dec 1st" said on Dec 3 is a day gone by, not next year's
+
+
 def _next_occurrence(month: int, day: int, today: date) -> DateAnswer:
-    """Month and day without a year: the next one on or after today (Feb 29: the next leap year)."""
+    """Month and day without a year: this year's if it is still to come; a day gone by in the
+    last RECENTLY_PAST_DAYS is past; else next year's. Feb 29 is impossible when the February
+    meant has none."""
     if not 1 <= month <= 12:
         return _impossible("no_such_month")
     if not 1 <= day <= (29 if month == 2 else monthrange(2001, month)[1]):
         return _impossible("no_such_day")
-    for year in range(today.year, min(today.year + 9, 10000)):
-        if day <= monthrange(year, month)[1] and date(year, month, day) >= today:
-            return DateAnswer("date", date(year, month, day))
-    return _impossible("no_such_day")  # not reached: a leap year comes within 8 years
+    for year in (today.year, today.year + 1):
+        if year > 9999:
+            break
+        if day > monthrange(year, month)[1]:
+            if date(year, month, 1) >= today.replace(day=1):
+                return _impossible("no_such_day")  # Feb 29 of a year without one
+            continue
+        wanted = date(year, month, day)
+        if wanted >= today:
+            return DateAnswer("date", wanted)
+        if (today - wanted).days <= RECENTLY_PAST_DAYS:
+            return DateAnswer("past", wanted)
+    return _impossible("no_such_day")
 
 
 def _next_day_of_month(day: int, today: date) -> DateAnswer:
@@ -378,7 +414,7 @@ def parse_day(text: str, today: date) -> DateAnswer:
     "2026-12-05". impossible ("Feb 31": no_such_day, "13/45": no_such_month, "Tuesday, Dec 9" when
     the 9th is a Wednesday: weekday_mismatch), past ("yesterday", "2020-01-01"), or none (no single
     day: "next week", "not monday", "whenever")."""
-    norm = _norm(text)
+    norm = _spelled(_norm(text))
     mentions = [
         m
         for m in _mentions(norm, today)
@@ -463,7 +499,7 @@ def parse_preferences(
     "before 10", "with Dr Lee", "at the downtown office", "asap", "not Monday" (every other
     weekday). `providers` and `locations` are (id, display name) pairs; a name matches by a word of
     it that the others do not share ("lee", "Dr. Patel", "downtown")."""
-    norm = _norm(text)
+    norm = _spelled(_norm(text))
     gathered = _DayPrefs()
     for mention in _mentions(norm, today):
         gathered.add(norm, mention)
@@ -763,17 +799,20 @@ def _choices(norm: str, count: int) -> set[int]:
 
 _YES_FIRST = frozenset({"yes", "y", "yeah", "yea", "yah", "ya", "yep", "yup", "sure", "ok", "okay", "k", "kk"})
 _YES_FIRST |= {"correct", "absolutely", "definitely", "confirm", "confirmed", "yess", "yesss", "affirmative"}
+_YES_FIRST |= {"si", "sí", "oui"}  # a patient's own language, as the bot's buttons are in English
 _NO_FIRST = frozenset({"no", "n", "nope", "nah", "naw", "nay", "wrong", "incorrect", "negative"})
 _UNSURE = re.compile(r"\b(?:not\s+sure|unsure|maybe|perhaps|don'?t\s+know|do\s+not\s+know|dunno|idk|not\s+certain)\b")
 _NO_PROBLEM = re.compile(r"^(?:no\s+(?:problem|worries|prob))\b")
 _NO = re.compile(
     r"\b(?:no|nope|nah|don'?t|do\s+not|cancel\s+that|wrong|incorrect|not\s+(?:right|correct|ok|okay|that|really"
-    r"|now|yet|good|fine)|negative|never|isn'?t|wasn'?t|that'?s\s+not)\b|[\U0001F44E\u274C\u2716]"
+    r"|now|yet|good|fine)|negative|never|isn'?t|wasn'?t|that'?s\s+not"
+    r"|(?:doesn'?t|does\s+not|won'?t|will\s+not|can'?t|cannot)\s+(?:work|do|make)\b)\b|[\U0001F44E\u274C\u2716]"
 )
 _YES = re.compile(
     r"\b(?:yes|yeah|yea|yep|yup|sure|ok|okay|correct|confirm(?:ed)?|please\s+do|do\s+it|go\s+ahead"
     r"|that'?s\s+(?:right|it|fine|good|perfect)|right|absolutely|definitely|of\s+course|sounds\s+good|perfect"
-    r"|great|affirmative|book\s+it|that\s+works|works\s+for\s+me|fine|alright|all\s+right|exactly|please)\b"
+    r"|great|affirmative|book\s+it|that\s+works|works\s+for\s+me|fine|alright|all\s+right|exactly|please"
+    r"|(?:i\s+)?guess\s+so|i\s+think\s+so)\b"
     r"|[\U0001F44D\U0001F44C\u2705\u2714]"
 )
 
@@ -823,22 +862,60 @@ _NOT_NAMES |= frozenset(WEEKDAYS)
 _PARTICLES = frozenset({"de", "del", "della", "der", "den", "van", "von", "da", "di", "du", "la", "le", "dos", "das"})
 
 
+# Where a name starts inside a longer reply: "it's for my son Liam Chen", "my daughter's name is
+# Sofia Alvarez", "the patient is Emma Wilson, I'm her mom", "I am called Olga Petrova".
+_NAME_CUES = re.compile(
+    r"(?:\bname(?:'s|\s+is|\s*[:=-])?|\bis\s+called|\bcalled|\bpatient(?:'s\s+name)?\s+is"
+    r"|\bfor\s+(?:my|our)\s+(?:son|daughter|child|kid|boy|girl|baby|husband|wife|partner|mother|mom|mum|father"
+    r"|dad|grandmother|grandma|grandfather|grandpa|brother|sister|friend)(?:'s\s+name\s+is)?,?)\s+",
+    re.IGNORECASE,
+)
+_FIRST_LAST = re.compile(
+    r"\bfirst\s+name\s*(?:is\s+)?([^\W\d_][\w'-]*)[\s,]+last\s+name\s*(?:is\s+)?([^\W\d_][\w'-]*)", re.I
+)
+_TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "mister", "dr"})
+
+
 def parse_name(text: str) -> str | None:
-    """A full name: "my name is Jane Doe", "Jane Doe", "it's jane o'neil", "I'm José García-López".
-    None for a single word, more than six words, digits, or words that are not names ("I want to
-    book"). All-lower or all-upper names come back capitalised ("Jane O'Neil"); others as typed."""
+    """A full name: "my name is Jane Doe", "Jane Doe", "it's jane o'neil", "I'm José García-López",
+    "it's for my son Liam Chen", "DOE, JANE", "Ms. Patricia Kowalski" (the title dropped). None for
+    a single word, more than six words, or words that are not names ("I want to book"). Words typed
+    all in lower case (or the whole name in capitals) come back capitalised; others as typed."""
     norm = " ".join(unicodedata.normalize("NFKC", text or "").replace("\u2019", "'").split())
-    prefix = _NAME_PREFIX.match(norm)
-    norm = _NAME_SUFFIX.sub("", norm[prefix.end() if prefix else 0 :]).strip(' .,!?;:"')
-    words = norm.split()
-    if not 2 <= len(words) <= MAX_NAME_WORDS or any(ch.isdigit() for ch in norm):
+    split = _FIRST_LAST.search(norm)
+    if split:
+        return _as_name(f"{split[1]} {split[2]}")
+    cues = list(_NAME_CUES.finditer(norm))
+    if cues:
+        norm = norm[cues[-1].end() :]
+    else:
+        prefix = _NAME_PREFIX.match(norm)
+        norm = norm[prefix.end() if prefix else 0 :]
+    norm = re.split(r"\d|\s[-\u2013]\s|[;!?()]", norm, maxsplit=1)[0]  # "jane doe 3/14/85", "tom baker - me"
+    parts = [p.strip(' .,"') for p in norm.split(",")]
+    if len(parts) == 2 and len(parts[0].split()) == 1 and len(parts[1].split()) == 1 and parts[1]:
+        return _as_name(f"{parts[1]} {parts[0]}")  # "DOE, JANE"
+    return _as_name(_NAME_SUFFIX.sub("", parts[0]).strip(' .,!?;:"'))
+
+
+def _as_name(text: str) -> str | None:
+    words = [w.rstrip(",") for w in text.split()]
+    while words and _norm(words[0]).rstrip(".") in _TITLES:
+        words = words[1:]
+    if not 2 <= len(words) <= MAX_NAME_WORDS:
         return None
-    if not all(_NAME_WORD.fullmatch(w.rstrip(",")) for w in words):
+    if not all(_NAME_WORD.fullmatch(w) for w in words):
         return None
-    if any(_norm(w.rstrip(",")) in _NOT_NAMES for w in words):
+    refused = [w for w in words if _norm(w) in _NOT_NAMES]
+    # A short function word can be a name after the first ("Nguyen Van An", "Anh Thu Tran").
+    if refused and (len(refused) > 1 or _norm(words[0]) in _NOT_NAMES or len(refused[0]) > 3):
         return None
-    name = " ".join(w.rstrip(",") for w in words)
-    return _capitalised(name) if name.islower() or name.isupper() else name
+    name = " ".join(words)
+    if name.isupper():
+        return _capitalised(name)
+    return " ".join(
+        _capitalised(w) if w.islower() and (i == 0 or w not in _PARTICLES) else w for i, w in enumerate(words)
+    )
 
 
 def _capitalised(name: str) -> str:
