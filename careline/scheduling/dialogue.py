@@ -24,7 +24,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -470,7 +470,7 @@ class Conversation:
                 )
             return self._handoff(state, turn, HandoffReason.SCHEDULING_NO_SLOT, Priority.NORMAL, "scheduling.no_slots")
         state["step"] = "pick"
-        state["offered"] = [_slot_to_dict(s) for s in slots]
+        state["offered"] = [s.as_dict() for s in slots]
         intro = (
             "scheduling.offer.urgent"
             if state.get("level") == "urgent"
@@ -1027,18 +1027,6 @@ def _fits_times(slot: Slot, prefs, tz: ZoneInfo) -> bool:
     if prefs.before_time and local >= prefs.before_time:
         return False
     return True
-
-
-def _slot_to_dict(slot: Slot) -> dict[str, Any]:
-    return {
-        "id": slot.id,
-        "start": slot.start.astimezone(UTC).isoformat(),
-        "end": slot.end.astimezone(UTC).isoformat(),
-        "provider_id": slot.provider_id,
-        "provider_name": slot.provider_name,
-        "location_id": slot.location_id,
-        "location_name": slot.location_name,
-    }
 
 
 def _prefs_to_dict(prefs) -> dict[str, Any]:

@@ -11,9 +11,9 @@ read. Names, dates of birth and phone numbers live here and in the database, nev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class AppointmentStatus(StrEnum):
@@ -113,6 +113,19 @@ class Slot:
     location_name: str
     visit_types: tuple[str, ...]
     status: SlotStatus = SlotStatus.FREE
+
+    def as_dict(self, tz: tzinfo = UTC) -> dict[str, Any]:
+        """JSON-able, times in `tz`: what the staff API returns and a conversation keeps."""
+        return {
+            "id": self.id,
+            "start": self.start.astimezone(tz).isoformat(),
+            "end": self.end.astimezone(tz).isoformat(),
+            "provider_id": self.provider_id,
+            "provider_name": self.provider_name,
+            "location_id": self.location_id,
+            "location_name": self.location_name,
+            "visit_types": list(self.visit_types),
+        }
 
 
 @dataclass(frozen=True)

@@ -196,19 +196,6 @@ def patient_dict(patient: Patient) -> dict[str, Any]:
     }
 
 
-def slot_dict(slot: Slot, tz: ZoneInfo) -> dict[str, Any]:
-    return {
-        "id": slot.id,
-        "start": slot.start.astimezone(tz).isoformat(),
-        "end": slot.end.astimezone(tz).isoformat(),
-        "provider_id": slot.provider_id,
-        "provider_name": slot.provider_name,
-        "location_id": slot.location_id,
-        "location_name": slot.location_name,
-        "visit_types": list(slot.visit_types),
-    }
-
-
 def appointment_dict(appt: Appointment, tz: ZoneInfo, patient: Patient | None = None) -> dict[str, Any]:
     return {
         "id": appt.id,
@@ -347,7 +334,7 @@ async def free_slots(
     start, end = day_bounds(day, count, tz)
     query = SlotQuery(start=start, end=end, visit_type=visit_type, provider_id=provider_id, limit=MAX_SLOTS)
     slots = await call("slot", scheduler.find_slots, query, datetime.now(UTC))
-    return {"date": day.isoformat(), "days": count, "items": [slot_dict(s, tz) for s in slots]}
+    return {"date": day.isoformat(), "days": count, "items": [s.as_dict(tz) for s in slots]}
 
 
 # --- the day and week view ---------------------------------------------------------------------
