@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 
+from careline.aio import cancel_and_wait
 from careline.scheduling import make_scheduler
 from careline.scheduling.model import Scheduler
 from careline.settings import SchedulingSettings, Settings, get_settings
@@ -229,8 +230,8 @@ async def start_isolated_screen(settings: Settings, cleanup: AsyncExitStack) -> 
 
 
 async def _cancel(task: asyncio.Task) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    if await cancel_and_wait([task]):
+        log.error("background task did not stop task=%s", task.get_name())
 
 
 def start_retention_sweep(

@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, or_, select
 from sqlalchemy.engine import Engine
 
+from careline.aio import still_running
 from channels.crypto import Cipher, DecryptError
 from channels.db import CONVERSATION_DATA, KEPT_RECORDS, privacy_audit, sms_delivery
 from channels.pseudonym import conversation_key
@@ -668,7 +669,6 @@ async def run_periodically(
     """The gateway's background sweep: one now, then every `interval` seconds (sooner while a sweep
     reaches its batch limit). Errors are logged and retried at the next interval; cancel to stop."""
     privacy = Privacy.from_settings(redis, engine, settings, cipher)
-    task = asyncio.current_task()
     while True:
         delay = interval
         try:
@@ -679,8 +679,6 @@ async def run_periodically(
             raise
         except Exception:
             log.exception("retention sweep failed")
-        if task is not None and task.cancelling():
-            # a cancellation that landed inside a Redis command can be swallowed by the client's
-            # retry; the request is still counted, so stop here rather than sweep forever
+        if not still_running():  # a cancellation swallowed inside a Redis command (careline/aio.py)
             raise asyncio.CancelledError
         await asyncio.sleep(delay)

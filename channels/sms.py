@@ -63,6 +63,7 @@ from fastapi.responses import Response
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from careline.aio import cancel_and_wait, still_running
 from careline.contracts import PAGE_BREAK
 from channels.consent import SmsRecords
 from channels.crypto import Cipher, DecryptError, EncryptedValues
@@ -440,12 +441,12 @@ class SmsChannel:
         self._stopping.set()
         loops = self._tasks[1:]
         if loops:
-            _done, pending = await asyncio.wait(loops, timeout=drain_seconds)
-            for task in pending:
-                task.cancel()
-        for task in self._tasks[:1]:  # the lease keeper renews until the loops are done
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.wait(loops, timeout=drain_seconds)
+        stuck = await cancel_and_wait(loops, timeout=self.state_timeout + 2.0)
+        # the lease keeper renews until the loops are done
+        stuck |= await cancel_and_wait(self._tasks[:1], timeout=self.state_timeout + 2.0)
+        if stuck:  # a task that will not end must not hold up the shutdown: its leases expire
+            log.error("sms loops did not stop count=%d", len(stuck))
         self._tasks.clear()
         owned, self._owned = list(self._owned), {}
         try:  # hand the shards over at once; entries left pending are taken (we are no longer alive)
@@ -505,7 +506,7 @@ class SmsChannel:
 
     async def _lease_loop(self) -> None:
         ttl_ms = int(self.lease_seconds * 1000)
-        while True:  # until cancelled: it renews while stop() drains the shard loops
+        while still_running():  # until cancelled: it renews while stop() drains the shard loops
             try:
                 async with asyncio.timeout(self.lease_seconds / 2):
                     await self._heartbeat(ttl_ms)

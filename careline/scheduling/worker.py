@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Engine
 
+from careline.aio import still_running
 from careline.scheduling import reminders, waitlist
 from careline.scheduling.identity import phone_key
 from careline.scheduling.model import ACTIVE_STATUSES, BackendUnavailable, Scheduler
@@ -201,8 +202,7 @@ class SchedulingWorker:
         interval = interval or self.settings.scheduling_worker_interval_seconds
         failures = 0
         log.info("scheduling worker %s started", self.worker_id)
-        me = asyncio.current_task()
-        while not stop_event.is_set() and not (me is not None and me.cancelling()):  # even if a client ate it
+        while not stop_event.is_set() and still_running():  # even if a client ate the cancellation
             pause = interval
             try:
                 plan = self._planned_at is None or time.monotonic() - self._planned_at >= PLAN_EVERY

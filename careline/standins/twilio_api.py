@@ -221,7 +221,9 @@ class TwilioStandIn:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        for t in list(self._threads):
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
             t.join(timeout=2)
 
     def __enter__(self) -> TwilioStandIn:
@@ -481,9 +483,9 @@ class TwilioStandIn:
         thread = threading.Thread(
             target=self._progress, args=(message, steps), daemon=True, name=f"twilio-standin-{message.sid[:10]}"
         )
-        with self._lock:
+        with self._lock:  # started under the lock: stop() never sees a thread it cannot join
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+            thread.start()
 
     def _progress(self, message: Message, steps: list[str]) -> None:
         for step in steps:

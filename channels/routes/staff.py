@@ -7,7 +7,6 @@ of the staff audit trail, with the conversation's pseudonym and never message te
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from importlib import resources
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect, WebSocketException, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from careline.aio import cancel_and_wait
 from channels.deps import SettingsDep, get_staff_console
 from channels.errors import CareLineError, InvalidMessage
 from channels.http_limits import read_body_capped
@@ -304,11 +304,7 @@ async def staff_socket(ws: WebSocket, session: Reader, console: ConsoleDep, auth
         except WebSocketDisconnect:
             pass
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_and_wait(tasks)
             for key in watching:
                 console.fanout.unlisten(console.desk.store.events_channel(key), queue)
 

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect, WebSocketException, status
 from fastapi.responses import HTMLResponse, Response
 
+from careline.aio import cancel_and_wait
 from channels.deps import ClientKeyDep, FanoutDep, GatewayDep, LimitsDep, OriginsDep, SettingsDep, StoreDep
 from channels.errors import CareLineError, InvalidMessage, RateLimited, StoreUnavailable
 from channels.messages import InboundMessage
@@ -124,8 +125,7 @@ class LiveReplies:
         if self.fanout is not None and self.channel is not None:
             self.fanout.unlisten(self.channel, self.queue)
         if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+            await cancel_and_wait([self.task])
 
 
 def widget_frame(event: dict[str, Any]) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from careline.aio import cancel_and_wait
 from channels.store import decoded
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,7 @@ class Fanout:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
 
     @contextlib.asynccontextmanager
     async def listen(self, *channels: str) -> AsyncIterator[asyncio.Queue]:
