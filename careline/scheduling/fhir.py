@@ -116,6 +116,17 @@ def _check_status(response: requests.Response, *args, **kwargs) -> requests.Resp
     return response
 
 
+def _searchset(response: requests.Response) -> dict[str, Any]:
+    """The Bundle of a search answer; anything else (400, 401, 403, 404, not JSON) raises ValueError,
+    which the backend reports as refused."""
+    if response.status_code != 200:
+        raise ValueError(f"fhir search answered {response.status_code}")
+    bundle = response.json()
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise ValueError("not a Bundle")
+    return bundle
+
+
 # --- FHIR values -------------------------------------------------------------------------------------
 
 
@@ -388,6 +399,36 @@ class FhirScheduler:
                     if want is not None and len(found) >= want:
                         break
             return found
+
+        return self._read(op, run)
+
+    def _search_by_post(
+        self, op: str, resource_type: str, params: dict[str, str], *, keep: Callable[[dict], bool], want: int = 0
+    ) -> list[dict[str, Any]]:
+        """A search sent as POST [type]/_search with the parameters in a form body (FHIR R4 REST,
+        "search"), so a patient's name or date of birth never enters a URL, which proxies and the
+        server's access log keep. Later pages follow the server's own next links, which servers
+        that page POST searches make opaque (HAPI's _getpages); a link to another host is refused."""
+        headers = {"Accept": "application/fhir+json", **({"Authorization": self._auth} if self._auth else {})}
+
+        def run() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            url = f"{self._url}/{resource_type}/_search"
+            response = requests.post(url, data={**params, "_count": str(PAGE)}, headers=headers, **self._config)
+            while True:
+                bundle = _searchset(response)
+                for entry in bundle.get("entry") or []:
+                    resource = entry.get("resource") or {}
+                    if resource.get("resourceType") == resource_type and keep(resource):
+                        found.append(resource)
+                        if want and len(found) >= want:
+                            return found
+                url = next((lk.get("url") for lk in bundle.get("link") or [] if lk.get("relation") == "next"), "")
+                if not url:
+                    return found
+                if not url.startswith(f"{self._url}/"):
+                    raise ValueError("a next link to another server")
+                response = requests.get(url, headers=headers, **self._config)
 
         return self._read(op, run)
 
@@ -816,10 +857,10 @@ class FhirScheduler:
         key = name_key(q)
         if not key or limit <= 0:
             return []
-        found = self._search(
+        found = self._search_by_post(
             "find_patients",
             "Patient",
-            {"name__contains": q.strip()},
+            {"name:contains": q.strip()},
             want=limit,
             keep=lambda r: bool(r.get("birthDate")) and key in name_key(_human_name(r)),
         )
@@ -831,7 +872,7 @@ class FhirScheduler:
         key = name_key(name)
         if not key:
             return None
-        found = self._search(
+        found = self._search_by_post(
             "match_patient",
             "Patient",
             {"birthdate": birth_date.isoformat()},

@@ -5,6 +5,9 @@ What it serves, for Patient, Practitioner, Location, Schedule, Slot and Appointm
 
     GET  /metadata                  a CapabilityStatement (the types and search parameters below)
     GET  /{type}?params             a searchset Bundle, paged with a "next" link (_count, _offset, _sort)
+    POST /{type}/_search            the same search with the parameters in a form body
+                                    (application/x-www-form-urlencoded); its page links carry an
+                                    opaque _getpages token, never the parameters
     GET  /{type}/{id}               the resource, ETag W/"version" and meta.versionId
     POST /{type}                    create: 201, Location .../{type}/{id}/_history/1, the resource
     PUT  /{type}/{id}               update (or create with that id); If-Match W/"n" is the
@@ -589,6 +592,8 @@ class FhirStandIn:
         self.page_size = page_size  # _count when the client gives none
         self.latency = 0.0  # seconds before each API answer
         self.requests: list[tuple[str, str]] = []  # (method, path) of every API request
+        self.targets: list[str] = []  # the whole request target (path and query) of every API request
+        self._pages: dict[str, tuple[str, dict[str, list[str]]]] = {}  # _getpages token -> a POST search
         self._store = _Store()
         self._faults: list[int] = []
         self._lock = threading.Lock()
@@ -645,15 +650,26 @@ class FhirStandIn:
         with self._lock:
             self._faults.extend([status] * count)
 
-    def _take_fault(self, method: str, path: str) -> int | None:
+    def _take_fault(self, method: str, path: str, target: str = "") -> int | None:
         with self._lock:
             self.requests.append((method, path))
+            self.targets.append(target or path)
             return self._faults.pop(0) if self._faults else None
 
     # --- the REST interactions ---------------------------------------------------------------------
 
-    def search(self, resource_type: str, params: dict[str, list[str]], base: str) -> dict[str, Any]:
-        """A searchset Bundle: `_count` per page (default page_size), `_offset` into the results."""
+    def search(
+        self, resource_type: str, params: dict[str, list[str]], base: str, opaque: bool = False
+    ) -> dict[str, Any]:
+        """A searchset Bundle: `_count` per page (default page_size), `_offset` into the results.
+        `opaque` (a POST search): the page links name a stored search instead of its parameters."""
+        if "_getpages" in params:  # a page of a POST search: its parameters as they were posted
+            with self._lock:
+                stored = self._pages.get(params["_getpages"][-1])
+            if stored is None or stored[0] != resource_type:
+                raise FhirError(404, "not-found", "this search is not known (or has expired)")
+            paging = {k: v for k, v in params.items() if k in ("_offset", "_count")}
+            return self.search(resource_type, {**stored[1], **paging}, base, opaque=True)
         try:
             count = max(int((params.get("_count") or [self.page_size])[-1]), 0)
             offset = max(int((params.get("_offset") or [0])[-1]), 0)
@@ -662,8 +678,11 @@ class FhirStandIn:
         found = self._store.search(resource_type, params)
         page = found[offset : offset + count]
 
+        token = self._remember(resource_type, params) if opaque else None
+
         def link(start: int) -> str:
-            query = {k: v for k, v in params.items() if k != "_offset"}
+            query = {"_getpages": [token], "_count": [str(count)]} if token else params
+            query = {k: v for k, v in query.items() if k != "_offset"}
             return f"{base}/{resource_type}?{urlencode({**query, '_offset': [str(start)]}, doseq=True)}"
 
         links = [{"relation": "self", "url": link(offset)}]
@@ -680,6 +699,16 @@ class FhirStandIn:
                 for r in page
             ],
         }
+
+    def _remember(self, resource_type: str, params: dict[str, list[str]]) -> str:
+        kept = {k: v for k, v in params.items() if k not in ("_offset", "_count")}
+        with self._lock:
+            for token, stored in self._pages.items():  # the same search again: the same token
+                if stored == (resource_type, kept):
+                    return token
+            token = uuid.uuid4().hex
+            self._pages[token] = (resource_type, kept)
+        return token
 
     def capability_statement(self) -> dict[str, Any]:
         interactions = [{"code": c} for c in ("read", "search-type", "create", "update")]
@@ -742,7 +771,7 @@ class _Handler(StandinHandler):
     def _route(self, method: str) -> tuple[str | None, str | None]:
         """(type, id) of the request path; answers 401/404/faults itself and returns (None, None)."""
         path = urlsplit(self.path).path.rstrip("/")
-        fault = self.standin._take_fault(method, path)
+        fault = self.standin._take_fault(method, path, self.path)
         if self.standin.latency:
             time.sleep(self.standin.latency)
         if fault is not None:
@@ -796,10 +825,23 @@ class _Handler(StandinHandler):
         self._send_resource(200, found)
 
     def _post(self, resource_type: str, rid: str | None) -> None:
+        if rid == "_search":
+            self._post_search(resource_type)
+            return
         body = self._body()
         if rid is not None:
             raise FhirError(405, "not-supported", "POST goes to the type's endpoint; PUT updates an id")
         self._send_resource(201, self.standin._store.create(resource_type, body))
+
+    def _post_search(self, resource_type: str) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            raise FhirError(415, "not-supported", "a POST search is a form: application/x-www-form-urlencoded")
+        params = parse_qs(urlsplit(self.path).query, keep_blank_values=False)
+        for key, values in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=False).items():
+            params.setdefault(key, []).extend(values)  # URL and body together, as the spec allows
+        self._send(200, self.standin.search(resource_type, params, self._base(), opaque=True))
 
     def _put(self, resource_type: str, rid: str | None) -> None:
         body = self._body()

@@ -7,10 +7,12 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import unquote_plus
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from careline.scheduling import fhir as fhir_backend
 from careline.scheduling import make_scheduler
 from careline.scheduling.fhir import BOOKED_BY_URL, REPLACES_URL, FhirScheduler
 from careline.scheduling.model import (
@@ -317,6 +319,36 @@ def test_patients_create_read_match_and_search(fhir, scheduler, patient):
     twin = scheduler.create_patient("Jose ONeil Smith", DOB, None)  # same name key, same day
     assert twin.phone is None
     assert scheduler.match_patient("José O'Neil-Smith", DOB) is None  # two: nobody is guessed
+
+
+def test_names_and_dates_of_birth_travel_in_a_post_body_never_a_url(fhir, scheduler, patient, monkeypatch):
+    """Proxies and the server's access log keep URLs: patient searches go as POST [type]/_search."""
+    for i in range(5):  # more patients born that day than one page holds
+        scheduler.create_patient(f"Other Person{i}", DOB, None)
+    monkeypatch.setattr(fhir_backend, "PAGE", 2)
+    fhir.targets.clear()
+    assert scheduler.match_patient("José O'Neil-Smith", DOB) == patient
+    assert [p.id for p in scheduler.find_patients("o'neil")] == [patient.id]
+    assert [p.id for p in scheduler.find_patients("person")] and scheduler.find_patients("nobody") == []
+    assert ("POST", "/Patient/_search") in fhir.requests
+    assert any("_getpages=" in t for t in fhir.targets), "the next pages were followed"
+    for target in fhir.targets:
+        lowered = unquote_plus(target).lower()
+        assert DOB.isoformat() not in lowered and "neil" not in lowered and "person" not in lowered, target
+
+
+def test_the_stand_in_pages_a_post_search_by_token_and_refuses_a_json_body(fhir):
+    import requests
+
+    url = f"{fhir.base_url}/Slot/_search"
+    first = requests.post(url, data={"status": "free", "_count": "3"}, timeout=5).json()
+    assert first["resourceType"] == "Bundle" and len(first["entry"]) == 3
+    following = next(lk["url"] for lk in first["link"] if lk["relation"] == "next")
+    assert "status" not in following and "_getpages=" in following
+    second = requests.get(following, timeout=5).json()
+    assert {e["resource"]["id"] for e in second["entry"]}.isdisjoint(e["resource"]["id"] for e in first["entry"])
+    assert requests.post(url, json={"status": "free"}, timeout=5).status_code == 415
+    assert requests.get(f"{fhir.base_url}/Slot?_getpages=unknown", timeout=5).status_code == 404
 
 
 # --- failures ---------------------------------------------------------------------------------------

@@ -68,4 +68,3 @@ async def test_a_loop_on_still_running_stops_after_a_lost_cancellation():
     task.cancel()
     assert await asyncio.wait_for(task, 2) == "stopped"
     assert rounds >= 2
-
