@@ -116,6 +116,11 @@ def _check_status(response: requests.Response, *args, **kwargs) -> requests.Resp
     return response
 
 
+def _fhirpy_params(params: dict[str, str]) -> dict[str, str]:
+    """FHIR search parameter names as fhirpy's keyword arguments ("name:contains" -> name__contains)."""
+    return {k.replace(":", "__"): v for k, v in params.items()}
+
+
 def _searchset(response: requests.Response) -> dict[str, Any]:
     """The Bundle of a search answer; anything else (400, 401, 403, 404, not JSON) raises ValueError,
     which the backend reports as refused."""
@@ -415,6 +420,9 @@ class FhirScheduler:
             found: list[dict[str, Any]] = []
             url = f"{self._url}/{resource_type}/_search"
             response = requests.post(url, data={**params, "_count": str(PAGE)}, headers=headers, **self._config)
+            if response.status_code == 405:  # allowed by the spec; rare: search by GET after all
+                log.warning("fhir server refuses POST search op=%s: searched by GET", op)
+                return self._search(op, resource_type, _fhirpy_params(params), keep=keep, want=want or None)
             while True:
                 bundle = _searchset(response)
                 for entry in bundle.get("entry") or []:

@@ -592,6 +592,7 @@ class FhirStandIn:
         self.page_size = page_size  # _count when the client gives none
         self.latency = 0.0  # seconds before each API answer
         self.requests: list[tuple[str, str]] = []  # (method, path) of every API request
+        self.post_search = True  # False: POST [type]/_search answers 405, as some servers do
         self.targets: list[str] = []  # the whole request target (path and query) of every API request
         self._pages: dict[str, tuple[str, dict[str, list[str]]]] = {}  # _getpages token -> a POST search
         self._store = _Store()
@@ -835,6 +836,8 @@ class _Handler(StandinHandler):
 
     def _post_search(self, resource_type: str) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self.standin.post_search:
+            raise FhirError(405, "not-supported", "this server searches by GET only")
         kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if kind != "application/x-www-form-urlencoded":
             raise FhirError(415, "not-supported", "a POST search is a form: application/x-www-form-urlencoded")

@@ -337,6 +337,14 @@ def test_names_and_dates_of_birth_travel_in_a_post_body_never_a_url(fhir, schedu
         assert DOB.isoformat() not in lowered and "neil" not in lowered and "person" not in lowered, target
 
 
+def test_a_server_that_refuses_post_search_is_searched_by_get(fhir, scheduler, patient, caplog):
+    fhir.post_search = False
+    assert scheduler.match_patient("José O'Neil-Smith", DOB) == patient
+    assert [p.id for p in scheduler.find_patients("o'neil")] == [patient.id]
+    assert ("GET", "/Patient") in fhir.requests
+    assert "refuses POST search" in caplog.text and DOB.isoformat() not in caplog.text
+
+
 def test_the_stand_in_pages_a_post_search_by_token_and_refuses_a_json_body(fhir):
     import requests
 
