@@ -199,6 +199,13 @@ _DAY = rf"(?:(?P<d>\d{{1,2}})(?:st|nd|rd|th)?|(?P<dw>{_ORD}))"
 _YEAR = r"(?:,?\s*(?P<y>\d{4})\b)?"
 _MONTH_DAY = re.compile(rf"\b(?P<mon>{_MON})\b\.?\s*(?:the\s+)?{_DAY}\b(?!\s*(?::|[ap]\.?m\b)){_YEAR}")
 _DAY_MONTH = re.compile(rf"\b(?:the\s+)?{_DAY}\s*(?:of\s+)?(?P<mon>{_MON})\b\.?{_YEAR}")
+# the second day of "Dec 10 or 11", "january 4th & 5th": the same month
+_SAME_MONTH_TOO = re.compile(
+    rf"\b(?P<mon>{_MON})\b\.?\s*(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s*(?:,|/|or|and|&)\s*(?:the\s+)?"
+    rf"(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\b(?!\s*(?::|[ap]\.?m\b|[,/]?\s*\d))"
+)
+# a date of birth with its month in words and two digits of year: "jan 5th 78", "5 January '78"
+_SHORT_YEAR_AFTER = re.compile(r"\A,?\s*'?(?P<y>\d{2})\b(?![:/.-]?\d)")
 
 
 @dataclass(frozen=True)
@@ -344,9 +351,13 @@ def _mentions(text: str, today: date) -> list[_Mention]:
     """Every day, weekday and range the text names, in text order; a weekday next to a date or a
     week is one mention with it ("Tuesday, Dec 8", "tuesday next week")."""
     found = [_Mention(w.start, w.end, _booking_date(w, today)) for w in _written_dates(text)]
+    for m in _SAME_MONTH_TOO.finditer(text):  # before the bare "11th": it is in that month
+        found.append(_Mention(m.start("d"), m.end(), _next_occurrence(MONTHS[m["mon"]], int(m["d"]), today)))
+    taken = {f.start for f in found}
     for m in _DAY_OF_MONTH.finditer(text):
         day = int(m["d"]) if m["d"] else ORDINAL_WORDS[m["dw"]]
-        found.append(_Mention(m.start(), m.end(), _next_day_of_month(day, today)))
+        if m.start("d" if m["d"] else "dw") not in taken:
+            found.append(_Mention(m.start(), m.end(), _next_day_of_month(day, today)))
     found += [_Mention(m.start(), m.end(), _relative(m, today)) for m in _RELATIVE.finditer(text)]
     found += [_Mention(m.start(), m.end(), _in_days(m, today)) for m in _IN_DAYS.finditer(text)]
     found += [_weekday_mention(m, today) for m in _WEEKDAY.finditer(text)]
@@ -431,6 +442,9 @@ def parse_birth_date(text: str, today: date) -> DateAnswer:
     if not written:
         return NONE
     w = written[-1]
+    short = _SHORT_YEAR_AFTER.match(_norm(text)[w.end :]) if w.year is None else None
+    if short:
+        w = replace(w, year=int(short["y"]), short_year=True)
     if w.year is None:
         return DateAnswer("none", detail="missing_year")
     year = w.year
@@ -629,6 +643,9 @@ _AFTER_WORDS = (
     r"not\s+before|no\s+earlier\s+than|later\s+than|any\s*time\s+after|after|from|past|starting\s+(?:at|from)"
 )
 _BEFORE_WORDS = r"not\s+after|no\s+later\s+than|earlier\s+than|before|by|until|till|til|up\s+to"
+_OR_LATER = re.compile(
+    rf"{_T1}\s*(?:or|and|&)\s+(?:(?P<later>later|after(?:wards)?)|(?P<earlier>earlier|before|sooner))\b"
+)
 _BOUND = re.compile(rf"\b(?:(?P<after>{_AFTER_WORDS})|(?P<before>{_BEFORE_WORDS}))\s+(?:about\s+|around\s+)?{_T1}")
 _AROUND = re.compile(rf"(?P<cue>\b(?:at|around|about|near|close\s+to|approximately|approx\.?)\s+|~\s*)?{_T1}")
 _WORD_TIMES = {
@@ -669,6 +686,13 @@ def _time_bounds(text: str) -> tuple[time | None, time | None]:
         if span:
             after, before = span
             text = _blank(text, m)
+    for m in _OR_LATER.finditer(text):  # "3:30 or later", "9 or earlier" (9:00 itself included)
+        value = _clock(m, "a", "after" if m["later"] else "before")
+        if value and m["later"]:
+            after = value
+        elif value:
+            before = _shift(value, 1)
+        text = _blank(text, m)
     for m in _BOUND.finditer(text):
         value = _clock(m, "a", "after" if m["after"] else "before")
         if value and m["after"]:

@@ -136,6 +136,11 @@ BIRTH_DATES = [
     ("12/1/1906", DateAnswer("date", d(12, 1, 1906))),  # 120 years exactly
     ("11/30/1906", DateAnswer("impossible", d(11, 30, 1906), "too_old")),
     ("March 14", DateAnswer("none", None, "missing_year")),
+    ("jan 5th 78", DateAnswer("date", d(1, 5, 1978))),  # the month in words, two digits of year
+    ("5 January '78", DateAnswer("date", d(1, 5, 1978))),
+    ("march 3rd 05", DateAnswer("date", d(3, 3, 2005))),
+    ("March 14 at 10", DateAnswer("none", None, "missing_year")),  # a time, not a year
+    ("March 14 10:30", DateAnswer("none", None, "missing_year")),
     ("I don't know", DateAnswer("none")),
     ("1985", DateAnswer("none")),
 ]
@@ -183,6 +188,10 @@ PREFERENCES = [
     ("2-4pm", P(after_time=time(14), before_time=time(16))),
     ("11-1pm", P(after_time=time(11), before_time=time(13))),
     ("around 3:30", P(after_time=time(14, 30), before_time=time(16, 30))),
+    ("3:30 or later", P(after_time=time(15, 30))),
+    ("9 or earlier", P(before_time=time(9, 1))),  # 9:00 itself is fine
+    ("dec 10 or 11", P(days=frozenset({d(12, 10), d(12, 11)}))),
+    ("january 4th & 5th", P(days=frozenset({d(1, 4, 2027), d(1, 5, 2027)}))),
     ("the 5th at 10am", P(days=frozenset({d(12, 5)}), after_time=time(9), before_time=time(11))),
     ("after lunch", P(after_time=time(13))),
     ("by noon", P(before_time=time(12))),
