@@ -172,7 +172,7 @@ async def start_scheduling(
             redis, engine, scheduler, settings.redis_key_prefix, settings.clinic_timezone, settings.clinic_phone
         )
         if scheduling.scheduling_worker:
-            worker = from_settings(settings, scheduling, engine, scheduler, redis, sms_channel.sender)
+            worker = from_settings(settings, scheduling, engine, scheduler, redis, sms_channel.sender, gateway.store)
             task = asyncio.create_task(worker.run_forever(), name="scheduling-worker")
             cleanup.push_async_callback(_cancel, task)
     return scheduler

@@ -49,6 +49,7 @@ from careline.settings import SchedulingSettings
 from channels.db import sms_delivery
 from channels.sms_text import to_gsm7
 from channels.twilio_sender import SendError, Unsubscribed
+from knowledge.messages import msg
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,9 @@ def twilio_callables(sender) -> tuple[Send, FindSent]:
 class SchedulingWorker:
     """`send(to, body) -> sid` sends one SMS (raising channels.twilio_sender's SendError or
     Unsubscribed); `find_sent(to, body, exclude) -> sid | None` finds one that an attempt that
-    died sent. `redis` (asyncio) keeps the reply context and the opt-out cache; None: neither."""
+    died sent. `redis` (asyncio) keeps the reply context and the opt-out cache; None: neither.
+    `on_sent(conversation_key, text, kind)` puts what was sent in the conversation's transcript,
+    so staff see the reminder that a "C" answers (a one-time code is noted without the code)."""
 
     def __init__(
         self,
@@ -126,6 +129,7 @@ class SchedulingWorker:
         concurrency: int = 8,
         claim_seconds: int = CLAIM_SECONDS,
         clock: Callable[[], datetime] | None = None,
+        on_sent: Callable[[str, str, str], Awaitable[None]] | None = None,
     ):
         from channels.consent import SmsRecords
 
@@ -142,6 +146,7 @@ class SchedulingWorker:
         self.concurrency = concurrency
         self.claim_seconds = claim_seconds
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.on_sent = on_sent
         self._round = 0
         self._executor: ThreadPoolExecutor | None = None
         self._tried: set[int] = set()  # rows of this round whose send was called
@@ -344,6 +349,7 @@ class SchedulingWorker:
             return await self._send_failed(row, exc, now)
         await _to_the_end(self._db(self._finish, row, "sent", "", sid, now, out.key))  # even when stopped
         await self._remember(out)
+        await self._in_transcript(out, row.kind)
         log.info("scheduling message %s kind=%s sent", row.id, row.kind)
         return "sent"
 
@@ -379,6 +385,15 @@ class SchedulingWorker:
                     select(c.message_sid).where(c.patient_id == str(patient_id), c.message_sid.is_not(None))
                 ).scalars()
             )
+
+    async def _in_transcript(self, out: Outgoing, kind: str) -> None:
+        if self.on_sent is None:
+            return
+        text = msg("scheduling.transcript.code_sent") if kind == "otp" else out.body
+        try:
+            await self.on_sent(out.key, text, kind)
+        except Exception as exc:  # the text went out; only the staff view misses it
+            log.warning("scheduling message not in the transcript kind=%s error=%s", kind, type(exc).__name__)
 
     async def _remember(self, out: Outgoing) -> None:
         """What a short reply from this number answers (channels/schedule_replies.py)."""
@@ -474,8 +489,11 @@ async def _to_the_end(awaitable):
 
 
 # --- wiring: the gateway, `careline worker` ----------------------------------------------------
-def from_settings(settings, scheduling: SchedulingSettings, engine: Engine, scheduler: Scheduler, redis, sender):
-    """The worker as the gateway (or `careline worker`) runs it: settings is careline.settings.Settings."""
+def from_settings(
+    settings, scheduling: SchedulingSettings, engine: Engine, scheduler: Scheduler, redis, sender, store=None
+):
+    """The worker as the gateway (or `careline worker`) runs it: settings is careline.settings.Settings;
+    `store` (channels.store.ConversationStore) gets what is sent, in the patient's transcript."""
     send, find_sent = twilio_callables(sender)
     return SchedulingWorker(
         engine,
@@ -488,7 +506,18 @@ def from_settings(settings, scheduling: SchedulingSettings, engine: Engine, sche
         find_sent=find_sent,
         prefix=settings.redis_key_prefix,
         clinic_name=settings.clinic_name,
+        on_sent=transcript_writer(store) if store is not None else None,
     )
+
+
+def transcript_writer(store) -> Callable[[str, str, str], Awaitable[None]]:
+    """on_sent for SchedulingWorker: an assistant line in the conversation's transcript (the same
+    key the patient's texts have), marked with what it was (reminder_72h, waitlist_offer, ...)."""
+
+    async def write(key: str, text: str, kind: str) -> None:
+        await store.append(key, "bot", text=text, scheduled=kind)
+
+    return write
 
 
 async def run_standalone(settings, stop_event: asyncio.Event | None = None) -> None:
@@ -515,7 +544,9 @@ async def run_standalone(settings, stop_event: asyncio.Event | None = None) -> N
         scheduler = make_scheduler(
             scheduling, engine, timezone=settings.clinic_timezone, secret=settings.conversation_secret
         )
-        worker = from_settings(settings, scheduling, engine, scheduler, redis, sender)
+        from channels.app import make_store
+
+        worker = from_settings(settings, scheduling, engine, scheduler, redis, sender, make_store(settings, redis))
         await worker.run_forever(stop_event)
     finally:
         await redis.aclose()

@@ -98,6 +98,40 @@ async def test_two_workers_racing_send_each_reminder_exactly_once(scheduler, sch
     assert again.get("sent", 0) == 0
 
 
+async def test_what_the_worker_texts_is_in_the_patients_transcript_a_code_without_its_digits(
+    scheduler, schedule_engine, twilio, redis, redis_url
+):
+    """Staff see the reminder a "C" answers: the same conversation key as the patient's texts."""
+    import redis as sync_redis
+
+    from careline.scheduling.otp import OneTimeCodes
+    from careline.scheduling.worker import transcript_writer
+    from channels.store import ConversationStore
+
+    client, prefix = redis
+    store = ConversationStore(client, prefix=prefix)
+    (appointment,) = booked(scheduler, 1)
+    patient = scheduler.patient(appointment.patient_id)
+    sync = sync_redis.Redis.from_url(redis_url)
+    try:
+        OneTimeCodes(sync, schedule_engine, settings(), prefix=prefix, clinic_name="Maplewood", secret=SECRET).send(
+            patient, purpose="cancel", now=SUNDAY_EVENING
+        )
+    finally:
+        sync.close()
+    worker = make_worker(schedule_engine, scheduler, twilio, client, prefix, on_sent=transcript_writer(store))
+    assert (await worker.run_once(SUNDAY_EVENING)).get("sent", 0) == 2
+    items = await store.transcript(phone_key(SECRET, patient.phone))
+    sent = texts_to(twilio, patient.phone)
+    reminder = next(t for t in sent if "Reply C to confirm" in t)
+    code_text = next(t for t in sent if "your code is" in t)
+    code = "".join(ch for ch in code_text.split("code is ")[1].split(".")[0] if ch.isdigit())
+    by_kind = {i["scheduled"]: i for i in items}
+    assert set(by_kind) == {"otp", "reminder_24h"} and all(i["role"] == "bot" for i in items)
+    assert by_kind["reminder_24h"]["text"] == reminder
+    assert code not in json.dumps(items) and "code" in by_kind["otp"]["text"]
+
+
 class Crash(BaseException):
     """The process dies right after Twilio accepted the message."""
 
