@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from icalendar import Alarm, Calendar, Event
 
 from careline.scheduling.model import Appointment, AppointmentStatus
+from knowledge.messages import msg
 
 PRODID = "-//CareLine//Appointments//EN"
 TOKEN_BYTES = 16  # 128 bits of the HMAC: 22 characters in the link
@@ -46,8 +47,8 @@ def appointment_ics(
     event.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
     event.add("dtstart", appointment.start.astimezone(UTC))
     event.add("dtend", appointment.end.astimezone(UTC))
-    # Patient-facing words of the file, in English only for now (calendar apps show them as is).
-    event.add("summary", f"Appointment at {clinic_name}")
+    # Patient-facing words of the file come from the message catalogue (calendar apps show them as is).
+    event.add("summary", msg("scheduling.ics.summary", clinic_name=clinic_name))
     event.add("location", ", ".join(part for part in (appointment.location_name, location_address) if part))
     event.add("description", _description(appointment, clinic_name, ZoneInfo(timezone)))
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
@@ -66,21 +67,30 @@ def appointment_ics(
 
 def _description(appointment: Appointment, clinic_name: str, tz: ZoneInfo) -> str:
     local = appointment.start.astimezone(tz)
-    when = f"{local:%A, %B} {local.day}, {local.year} at {local:%I:%M %p}".replace(" at 0", " at ")
+    when = msg(
+        "scheduling.ics.when",
+        weekday=f"{local:%A}",
+        month=f"{local:%B}",
+        day=local.day,
+        year=local.year,
+        time=f"{local:%I:%M %p}".lstrip("0"),
+        zone=local.tzname(),
+    )
+    who = appointment.provider_name
     lines = [
-        f"With {appointment.provider_name} at {appointment.location_name}." if appointment.provider_name else "",
-        f"{when} ({local.tzname()}).",
-        f"To change or cancel it, message or call {clinic_name}.",
+        msg("scheduling.ics.with", provider=who, location=appointment.location_name) if who else "",
+        when,
+        msg("scheduling.ics.change", clinic_name=clinic_name),
     ]
     if appointment.status in CANCELLED:
-        lines.insert(0, "This appointment is cancelled.")
+        lines.insert(0, msg("scheduling.ics.cancelled"))
     return "\n".join(line for line in lines if line)
 
 
 def _reminder(clinic_name: str) -> Alarm:
     alarm = Alarm()
     alarm.add("action", "DISPLAY")
-    alarm.add("description", f"Appointment at {clinic_name} tomorrow")
+    alarm.add("description", msg("scheduling.ics.alarm", clinic_name=clinic_name))
     alarm.add("trigger", -REMINDER_BEFORE)
     return alarm
 
