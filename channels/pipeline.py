@@ -194,18 +194,18 @@ class Gateway:
         before = owner
         notices: list[OutboundMessage] = []
         if result.escalate:
+            # staff who hold it at this moment keep it and are alerted; otherwise it is queued for
+            # staff at top priority: decided and written in one transaction (store.escalate)
             reason = f"safety:{result.rule}"
-            if owner is Owner.STAFF:  # staff keep the conversation; it is flagged to them at top priority
-                await self.store.flag(key, priority=result.outcome, reason=reason)
-            else:
-                owner = Owner.WAITING_FOR_STAFF
-                summary = {
-                    "reason": reason,
-                    "outcome": result.outcome,
-                    "category": result.category,
-                    "rules": list(result.rules),
-                }
-                notices = await self._to_staff(key, reason, summary, result.outcome)
+            summary = {
+                "reason": reason,
+                "outcome": result.outcome,
+                "category": result.category,
+                "rules": list(result.rules),
+            }
+            notice = await self._off_shift_notice()  # before: whether to queue it as a call-back
+            owner = await self.store.escalate(key, reason, summary, result.outcome, callback=bool(notice))
+            notices = [notice] if notice is not None and owner is Owner.WAITING_FOR_STAFF else []
             log.warning("safety screen hit conversation=%s outcome=%s rules=%s", key, result.outcome, result.rule)
         await self._audit(key, message, result, before, owner)
         return owner, notices

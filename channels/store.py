@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from channels.messages import OutboundMessage
 
@@ -45,6 +47,11 @@ class Owner(StrEnum):
 PENDING = "pending"
 # Rasa's key_prefix for its tracker and lock stores (bot/endpoints.yml), whatever the gateway's prefix.
 RASA_KEY_PREFIX = "careline"
+
+log = logging.getLogger(__name__)
+
+_OWNER_FIELDS = ("priority", "handoff_at", "callback", "owner")  # what set_owner reads before writing
+ESCALATE_TRIES = 20  # optimistic transactions of one red flag before it is queued regardless
 
 # Staff priority: a safety-screen emergency or crisis first, then urgent triage, then the rest.
 PRIORITY_RANK = {"emergency": 0, "crisis": 0, "screen_error": 0, "urgent": 1, "normal": 2}
@@ -171,13 +178,58 @@ class ConversationStore:
         """Give the conversation to `owner`. Waiting for staff: queued by priority, its wait counted
         from the first hand-off (a later one neither restarts the clock nor lowers the priority);
         `callback`: nobody was on shift, the patient was told when to expect a reply."""
+        current = await self.redis.hmget(self._k("conv", key), *_OWNER_FIELDS)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._queue_owner(pipe, key, owner, current, reason, summary, priority, callback)
+            await pipe.execute()
+
+    async def escalate(
+        self, key: str, reason: str, summary: dict[str, Any] | None, priority: str, callback: bool = False
+    ) -> Owner:
+        """A red flag, decided on the owner at that moment and written in the same transaction
+        (WATCH on the conversation): staff holding it are alerted (`flag`) and keep it; otherwise
+        it is queued for staff. A claim or a hand-back landing meanwhile makes the transaction
+        start again, so neither an agent loses a conversation they just claimed nor does a flag
+        meant for staff stay on a conversation just handed back to the assistant. Returns the owner."""
+        conv = self._k("conv", key)
+        for _ in range(ESCALATE_TRIES):
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(conv)
+                    current = await pipe.hmget(conv, *_OWNER_FIELDS)
+                    pipe.multi()
+                    if decoded(current[3]) == Owner.STAFF.value:
+                        self._queue_flag(pipe, key, priority, reason)
+                        owner = Owner.STAFF
+                    else:
+                        owner = Owner.WAITING_FOR_STAFF
+                        self._queue_owner(pipe, key, owner, current, reason, summary, priority, callback)
+                    await pipe.execute()
+                    return owner
+            except WatchError:
+                continue
+        log.warning("escalation contended conversation=%s: queued for staff", key)
+        await self.set_owner(key, Owner.WAITING_FOR_STAFF, reason, summary, priority, callback)
+        return Owner.WAITING_FOR_STAFF
+
+    def _queue_owner(
+        self,
+        pipe,
+        key: str,
+        owner: Owner,
+        current: list,
+        reason: str | None,
+        summary: dict[str, Any] | None,
+        priority: str,
+        callback: bool,
+    ) -> None:
+        """The commands of set_owner, added to a transaction; `current` is _OWNER_FIELDS as read."""
         now = time.time()
         mapping = {"owner": owner.value, "updated_at": str(now)}
         if reason is not None:
             mapping["reason"] = reason
         if summary is not None:
             mapping["summary"] = json.dumps(summary)
-        current = await self.redis.hmget(self._k("conv", key), "priority", "handoff_at", "callback", "owner")
         current_priority, handoff_at, was_callback, was_owner = (decoded(v) for v in current)
         waiting = owner is Owner.WAITING_FOR_STAFF
         if waiting:
@@ -190,24 +242,22 @@ class ConversationStore:
             callback = callback or was_callback == "1"
             if callback:
                 mapping["callback"] = "1"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._k("conv", key), mapping=mapping)
-            if waiting:
-                pipe.xadd(
-                    self._k("staff", "queue"),
-                    {"conversation": key, "reason": reason or "", "priority": priority, "ts": str(now)},
-                    minid=self._oldest_kept_id(now),
-                    approximate=True,
-                )
-                pipe.zadd(self._k("staff", "waiting"), {key: queue_score(priority, since, callback)})
-            else:
-                pipe.zrem(self._k("staff", "waiting"), key)
-                pipe.hdel(self._k("conv", key), "priority", "handoff_at", "callback")
-            if owner is not Owner.STAFF:
-                pipe.zrem(self._k("staff", "assigned"), key)
-                pipe.hdel(self._k("conv", key), "assignee", "assignee_name", "claimed_at")
-            pipe.publish(self._k("staff", "events"), json.dumps({"type": owner.value, "id": key, "priority": priority}))
-            await pipe.execute()
+        pipe.hset(self._k("conv", key), mapping=mapping)
+        if waiting:
+            pipe.xadd(
+                self._k("staff", "queue"),
+                {"conversation": key, "reason": reason or "", "priority": priority, "ts": str(now)},
+                minid=self._oldest_kept_id(now),
+                approximate=True,
+            )
+            pipe.zadd(self._k("staff", "waiting"), {key: queue_score(priority, since, callback)})
+        else:
+            pipe.zrem(self._k("staff", "waiting"), key)
+            pipe.hdel(self._k("conv", key), "priority", "handoff_at", "callback")
+        if owner is not Owner.STAFF:
+            pipe.zrem(self._k("staff", "assigned"), key)
+            pipe.hdel(self._k("conv", key), "assignee", "assignee_name", "claimed_at")
+        pipe.publish(self._k("staff", "events"), json.dumps({"type": owner.value, "id": key, "priority": priority}))
 
     def _oldest_kept_id(self, now: float) -> str:
         """Stream ids are millisecond times: entries older than the retention are trimmed."""
@@ -215,21 +265,22 @@ class ConversationStore:
 
     async def flag(self, key: str, priority: str, reason: str) -> None:
         """Alert staff who already own a conversation (a red flag while talking to a person)."""
-        now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self._k("conv", key), mapping={"alert": reason, "alert_priority": priority, "updated_at": str(now)}
-            )
-            pipe.xadd(
-                self._k("staff", "queue"),
-                {"conversation": key, "reason": reason, "priority": priority, "ts": str(now), "alert": "1"},
-                minid=self._oldest_kept_id(now),
-                approximate=True,
-            )
-            alert = json.dumps({"type": "alert", "id": key, "priority": priority, "reason": reason})
-            pipe.publish(self._k("staff", "events"), alert)
-            pipe.publish(self.events_channel(key), alert)
+            self._queue_flag(pipe, key, priority, reason)
             await pipe.execute()
+
+    def _queue_flag(self, pipe, key: str, priority: str, reason: str) -> None:
+        now = time.time()
+        pipe.hset(self._k("conv", key), mapping={"alert": reason, "alert_priority": priority, "updated_at": str(now)})
+        pipe.xadd(
+            self._k("staff", "queue"),
+            {"conversation": key, "reason": reason, "priority": priority, "ts": str(now), "alert": "1"},
+            minid=self._oldest_kept_id(now),
+            approximate=True,
+        )
+        alert = json.dumps({"type": "alert", "id": key, "priority": priority, "reason": reason})
+        pipe.publish(self._k("staff", "events"), alert)
+        pipe.publish(self.events_channel(key), alert)
 
     async def waiting_for_staff(self, count: int = 100) -> list[str]:
         """Conversations waiting for staff, most urgent (then longest waiting) first."""

@@ -129,3 +129,77 @@ async def test_every_item_gets_the_next_sequence_number(store):
     assert await store.append("c", "bot", [OutboundMessage("two"), OutboundMessage("three")]) == 3
     assert [m["seq"] for m in await store.transcript("c")] == [1, 2, 3]
     assert await store.append("c", "bot", []) == 0
+
+
+# --- a red flag decided on the owner at that moment (store.escalate) --------------------------------
+
+
+async def _held_by_staff(store: ConversationStore, key: str) -> None:
+    await store.ensure(key, "web")
+    await store.set_owner(key, Owner.STAFF)
+    await store.redis.hset(store._k("conv", key), mapping={"assignee": "7", "assignee_name": "Sam"})
+
+
+async def test_a_red_flag_alerts_the_staff_who_hold_it_and_queues_it_otherwise(store):
+    await _held_by_staff(store, "held")
+    assert await store.escalate("held", "safety:stroke", None, "emergency") is Owner.STAFF
+    info = await store.info("held")
+    assert info["owner"] == "staff" and info["assignee"] == "7" and info["alert"] == "safety:stroke"
+    assert await store.waiting_for_staff() == []
+    await store.ensure("bot", "web")
+    assert (
+        await store.escalate("bot", "safety:stroke", {"reason": "safety:stroke"}, "emergency")
+        is Owner.WAITING_FOR_STAFF
+    )
+    assert await store.waiting_for_staff() == ["bot"]
+    assert (await store.info("bot"))["priority"] == "emergency"
+
+
+async def test_a_claim_landing_inside_the_escalation_is_not_undone(store, redis_url, monkeypatch):
+    """The agent claims between the gateway's read and its write: the transaction starts again,
+    sees staff, and alerts them instead of taking the conversation back to the queue."""
+    import redis as sync_redis
+
+    await store.ensure("c1", "web")
+    other = sync_redis.Redis.from_url(redis_url)
+    queue_owner = ConversationStore._queue_owner
+    calls = []
+
+    def claim_first(self, pipe, key, *args):
+        if not calls:  # another gateway process: the claim commits before this transaction does
+            other.hset(self._k("conv", key), mapping={"owner": "staff", "assignee": "7"})
+        calls.append(key)
+        return queue_owner(self, pipe, key, *args)
+
+    monkeypatch.setattr(ConversationStore, "_queue_owner", claim_first)
+    try:
+        assert await store.escalate("c1", "safety:stroke", None, "emergency") is Owner.STAFF
+    finally:
+        other.close()
+    info = await store.info("c1")
+    assert calls == ["c1"] and info["owner"] == "staff" and info["assignee"] == "7"
+    assert info["alert"] == "safety:stroke" and await store.waiting_for_staff() == []
+
+
+async def test_a_hand_back_landing_inside_the_escalation_queues_it(store, redis_url, monkeypatch):
+    """Returned to the assistant just as the red flag arrives: queued, not an alert nobody holds."""
+    import redis as sync_redis
+
+    await _held_by_staff(store, "c2")
+    other = sync_redis.Redis.from_url(redis_url)
+    queue_flag = ConversationStore._queue_flag
+    calls = []
+
+    def return_first(self, pipe, key, *args):
+        if not calls:
+            other.hset(self._k("conv", key), "owner", "bot")
+        calls.append(key)
+        return queue_flag(self, pipe, key, *args)
+
+    monkeypatch.setattr(ConversationStore, "_queue_flag", return_first)
+    try:
+        assert await store.escalate("c2", "safety:stroke", None, "emergency") is Owner.WAITING_FOR_STAFF
+    finally:
+        other.close()
+    assert calls == ["c2"] and await store.waiting_for_staff() == ["c2"]
+    assert (await store.info("c2"))["owner"] == "waiting_for_staff"
