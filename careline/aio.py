@@ -7,6 +7,7 @@ is set, so a task cancelled mid-command may carry on as if nothing happened, and
 cancels it once and awaits it waits for ever. Two defences, used together:
 
 - `cancel_and_wait` cancels again until the tasks end, within a deadline, and returns any left;
+- clean-up that must finish waits with `through_cancellation`, which a second cancel does not cut;
 - a loop that runs until cancelled checks `still_running()` (the task's pending cancel requests,
   which a swallowed cancellation leaves behind) instead of `while True`.
 """
@@ -36,6 +37,18 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task], timeout: float = 10.0) 
             if not task.cancelled():
                 task.exception()
     return pending
+
+
+async def through_cancellation(future: asyncio.Future):
+    """The result of `future`, waited for even while this task is cancelled, once or again and
+    again (cancel_and_wait re-cancels): for the clean-up inside an `except CancelledError` that
+    re-raises afterwards. `future` must end by itself (its own timeout)."""
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            continue
+    return future.result()
 
 
 def still_running() -> bool:

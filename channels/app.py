@@ -165,7 +165,7 @@ async def start_scheduling(
             log.exception("the clinic's schedule could not be loaded (SCHEDULE_FILE); booking hands off to staff")
     if sms_channel is not None:
         # reminders, codes and offers go out through the SMS channel's sender; C/R/X/YES/NO come back
-        from careline.scheduling.worker import from_settings
+        from careline.scheduling.worker import STOP_GRACE, from_settings
         from channels.schedule_replies import ScheduleReplies
 
         gateway.schedule_replies = ScheduleReplies(
@@ -174,7 +174,8 @@ async def start_scheduling(
         if scheduling.scheduling_worker:
             worker = from_settings(settings, scheduling, engine, scheduler, redis, sms_channel.sender, gateway.store)
             task = asyncio.create_task(worker.run_forever(), name="scheduling-worker")
-            cleanup.push_async_callback(_cancel, task)
+            # a send in flight gets STOP_GRACE to finish and be recorded (careline/scheduling/worker.py)
+            cleanup.push_async_callback(_cancel, task, STOP_GRACE + 5)
     return scheduler
 
 
@@ -229,8 +230,8 @@ async def start_isolated_screen(settings: Settings, cleanup: AsyncExitStack) -> 
     return isolated
 
 
-async def _cancel(task: asyncio.Task) -> None:
-    if await cancel_and_wait([task]):
+async def _cancel(task: asyncio.Task, timeout: float = 10.0) -> None:
+    if await cancel_and_wait([task], timeout=timeout):
         log.error("background task did not stop task=%s", task.get_name())
 
 

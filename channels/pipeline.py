@@ -357,7 +357,7 @@ class Gateway:
         reworded or translated one still counts; an item kept before kinds existed, by its text."""
         transcript = await self.store.transcript(key)
         for item in reversed(transcript):
-            if item.get("role") in ("bot", "staff"):
+            if item.get("role") in ("bot", "staff") and "scheduled" not in item:  # not a reminder the worker texted
                 return False
             if item.get("kind") == HOLDING or ("kind" not in item and item.get("text") == msg("gateway.holding")):
                 return True

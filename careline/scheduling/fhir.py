@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
@@ -114,6 +115,15 @@ def _check_status(response: requests.Response, *args, **kwargs) -> requests.Resp
     if code == 429 or code >= 500:
         raise BackendUnavailable(f"fhir_http_{code}")
     return response
+
+
+def _on_server(url: str, base: str) -> bool:
+    """Whether `url` is on the FHIR server at `base`: same scheme and host, and the base path itself
+    (HAPI's `[base]?_getpages=...`) or under it."""
+    u, b = urlsplit(url), urlsplit(base)
+    root = b.path.rstrip("/")
+    same_host = (u.scheme, u.netloc.lower()) == (b.scheme, b.netloc.lower())
+    return same_host and (u.path.rstrip("/") == root or u.path.startswith(root + "/"))
 
 
 def _fhirpy_params(params: dict[str, str]) -> dict[str, str]:
@@ -336,6 +346,7 @@ class FhirScheduler:
     ):
         self._url = base_url.rstrip("/")
         self._auth = f"Bearer {token}" if token else None
+        self._get_only = False  # the server answered 405 to a POST search
         self._config = {"timeout": timeout, "hooks": {"response": [_check_status]}}
         self._client = SyncFHIRClient(self._url, authorization=self._auth, requests_config=self._config)
         self._tz = ZoneInfo(timezone)
@@ -418,10 +429,13 @@ class FhirScheduler:
 
         def run() -> list[dict[str, Any]]:
             found: list[dict[str, Any]] = []
+            if self._get_only:
+                return self._search(op, resource_type, _fhirpy_params(params), keep=keep, want=want or None)
             url = f"{self._url}/{resource_type}/_search"
             response = requests.post(url, data={**params, "_count": str(PAGE)}, headers=headers, **self._config)
-            if response.status_code == 405:  # allowed by the spec; rare: search by GET after all
-                log.warning("fhir server refuses POST search op=%s: searched by GET", op)
+            if response.status_code == 405:  # allowed by the spec; rare: search by GET from now on
+                log.warning("fhir server refuses POST search op=%s: patients are searched by GET", op)
+                self._get_only = True
                 return self._search(op, resource_type, _fhirpy_params(params), keep=keep, want=want or None)
             while True:
                 bundle = _searchset(response)
@@ -434,7 +448,7 @@ class FhirScheduler:
                 url = next((lk.get("url") for lk in bundle.get("link") or [] if lk.get("relation") == "next"), "")
                 if not url:
                     return found
-                if not url.startswith(f"{self._url}/"):
+                if not _on_server(url, self._url):  # the bearer token goes nowhere else
                     raise ValueError("a next link to another server")
                 response = requests.get(url, headers=headers, **self._config)
 

@@ -201,7 +201,7 @@ _MONTH_DAY = re.compile(rf"\b(?P<mon>{_MON})\b\.?\s*(?:the\s+)?{_DAY}\b(?!\s*(?:
 _DAY_MONTH = re.compile(rf"\b(?:the\s+)?{_DAY}\s*(?:of\s+)?(?P<mon>{_MON})\b\.?{_YEAR}")
 # the second day of "Dec 10 or 11", "january 4th & 5th": the same month
 _SAME_MONTH_TOO = re.compile(
-    rf"\b(?P<mon>{_MON})\b\.?\s*(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s*(?:,|/|or|and|&)\s*(?:the\s+)?"
+    rf"\b(?P<mon>{_MON})\b\.?\s*(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s*(?:or|and|&)\s*(?:the\s+)?"
     rf"(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\b(?!\s*(?::|[ap]\.?m\b|[,/]?\s*\d))"
 )
 # a date of birth with its month in words and two digits of year: "jan 5th 78", "5 January '78"
@@ -518,7 +518,7 @@ def parse_preferences(
     for mention in _mentions(norm, today):
         gathered.add(norm, mention)
     days, weekdays = gathered.result(today)
-    after, before = _time_bounds(norm)
+    after, before = _time_bounds(_blank_dates(norm))  # "Dec 10 or later": a day, not 10 o'clock
     return Preferences(
         days=days,
         weekdays=weekdays,
@@ -538,6 +538,7 @@ _FROM_DAY = re.compile(
     r"\b(?:from|starting(?:\s+(?:on|from))?|beginning|no\s+earlier\s+than|not\s+before|on\s+or\s+after)"
     r"\s+(?:on\s+)?(?:the\s+)?$"
 )
+_OR_LATER_DAY = re.compile(r"\s*,?\s*(?:(?:or|and|&)\s+(?:later|after(?:wards)?)|onwards?)\b")
 _BEFORE_DAY = re.compile(r"\b(?P<word>before|by|no\s+later\s+than|until|till)\s+(?:on\s+)?(?:the\s+)?$")
 
 
@@ -567,7 +568,7 @@ class _DayPrefs:
             self.weekdays |= m.weekdays
         elif _AFTER_DAY.search(before):
             self.not_before = (m.last or m.answer.value) + timedelta(days=1)
-        elif _FROM_DAY.search(before):
+        elif _FROM_DAY.search(before) or _OR_LATER_DAY.match(text, m.end):  # "from Dec 10", "Dec 10 or later"
             self.not_before = m.answer.value
         elif until:  # "before Dec 5": from today; "by Friday", "until Friday": that day too
             end = m.answer.value + timedelta(days=0 if until["word"] == "before" else 1)
@@ -717,6 +718,12 @@ def _between(m: re.Match) -> tuple[time, time] | None:
     if first and second and not m["aap"] and m["bap"] and first > second:
         first = _clock(m, "a", "after", "am")
     return (first, second) if first and second else None
+
+
+def _blank_dates(text: str) -> str:
+    for w in _written_dates(text):
+        text = text[: w.start] + " " * (w.end - w.start) + text[w.end :]
+    return text
 
 
 def _blank(text: str, m: re.Match) -> str:

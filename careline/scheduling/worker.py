@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Engine
 
-from careline.aio import still_running
+from careline.aio import still_running, through_cancellation
 from careline.scheduling import reminders, waitlist
 from careline.scheduling.identity import phone_key
 from careline.scheduling.model import ACTIVE_STATUSES, BackendUnavailable, Scheduler
@@ -272,7 +272,7 @@ class SchedulingWorker:
         try:
             return await asyncio.shield(claiming)
         except asyncio.CancelledError:  # stopped while claiming: the claims made are handed back
-            for row in await claiming:
+            for row in await through_cancellation(claiming):
                 self._release(row, now - timedelta(seconds=1))
             raise
 
@@ -362,7 +362,7 @@ class SchedulingWorker:
             return await asyncio.shield(sending)
         except asyncio.CancelledError:
             try:
-                sid = await asyncio.wait_for(sending, STOP_GRACE)
+                sid = await through_cancellation(asyncio.ensure_future(asyncio.wait_for(sending, STOP_GRACE)))
                 self._finish(row, "sent", "", sid, now, out.key)
             except Exception as exc:  # unknown: the claim runs out and the next worker asks Twilio
                 log.warning("scheduling message %s left in flight at stop error=%s", row.id, type(exc).__name__)
@@ -484,7 +484,7 @@ async def _to_the_end(awaitable):
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        await future
+        await through_cancellation(future)
         raise
 
 

@@ -6,8 +6,8 @@ What it serves, for Patient, Practitioner, Location, Schedule, Slot and Appointm
     GET  /metadata                  a CapabilityStatement (the types and search parameters below)
     GET  /{type}?params             a searchset Bundle, paged with a "next" link (_count, _offset, _sort)
     POST /{type}/_search            the same search with the parameters in a form body
-                                    (application/x-www-form-urlencoded); its page links carry an
-                                    opaque _getpages token, never the parameters
+                                    (application/x-www-form-urlencoded); its page links are
+                                    [base]?_getpages=<token>&_offset=n, as HAPI's, never the parameters
     GET  /{type}/{id}               the resource, ETag W/"version" and meta.versionId
     POST /{type}                    create: 201, Location .../{type}/{id}/_history/1, the resource
     PUT  /{type}/{id}               update (or create with that id); If-Match W/"n" is the
@@ -667,10 +667,10 @@ class FhirStandIn:
         if "_getpages" in params:  # a page of a POST search: its parameters as they were posted
             with self._lock:
                 stored = self._pages.get(params["_getpages"][-1])
-            if stored is None or stored[0] != resource_type:
+            if stored is None or resource_type not in ("", stored[0]):
                 raise FhirError(404, "not-found", "this search is not known (or has expired)")
             paging = {k: v for k, v in params.items() if k in ("_offset", "_count")}
-            return self.search(resource_type, {**stored[1], **paging}, base, opaque=True)
+            return self.search(stored[0], {**stored[1], **paging}, base, opaque=True)
         try:
             count = max(int((params.get("_count") or [self.page_size])[-1]), 0)
             offset = max(int((params.get("_offset") or [0])[-1]), 0)
@@ -684,7 +684,8 @@ class FhirStandIn:
         def link(start: int) -> str:
             query = {"_getpages": [token], "_count": [str(count)]} if token else params
             query = {k: v for k, v in query.items() if k != "_offset"}
-            return f"{base}/{resource_type}?{urlencode({**query, '_offset': [str(start)]}, doseq=True)}"
+            where = base if token else f"{base}/{resource_type}"
+            return f"{where}?{urlencode({**query, '_offset': [str(start)]}, doseq=True)}"
 
         links = [{"relation": "self", "url": link(offset)}]
         if count and offset + count < len(found):
@@ -783,6 +784,12 @@ class _Handler(StandinHandler):
         parts = path.strip("/").split("/")
         if parts == ["metadata"] and method == "GET":
             self._send(200, self.standin.capability_statement())
+            return None, None
+        if parts == [""] and method == "GET":  # [base]?_getpages=...: a page of a POST search
+            params = parse_qs(urlsplit(self.path).query, keep_blank_values=False)
+            if "_getpages" not in params:
+                raise FhirError(404, "not-supported", "no such endpoint: /")
+            self._send(200, self.standin.search("", params, self._base()))
             return None, None
         if parts[0] not in TYPES or len(parts) > 2:
             raise FhirError(404, "not-supported", f"no such endpoint: {path or '/'}")

@@ -304,9 +304,11 @@ async def staff_socket(ws: WebSocket, session: Reader, console: ConsoleDep, auth
         except WebSocketDisconnect:
             pass
         finally:
-            await cancel_and_wait(tasks)
-            for key in watching:
-                console.fanout.unlisten(console.desk.store.events_channel(key), queue)
+            try:
+                await cancel_and_wait(tasks)
+            finally:  # even if a shutdown cuts the wait short
+                for key in watching:
+                    console.fanout.unlisten(console.desk.store.events_channel(key), queue)
 
 
 async def _recheck(

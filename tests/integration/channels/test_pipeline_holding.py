@@ -70,6 +70,14 @@ async def test_a_holding_message_kept_before_kinds_existed_still_counts(store):
     assert result.replies == []
 
 
+async def test_a_reminder_texted_meanwhile_does_not_repeat_the_holding_message(store):
+    """The scheduling worker writes what it texted as an assistant line marked `scheduled`."""
+    gateway, key = await waiting(store)
+    assert (await gateway.handle(InboundMessage("web", "addr", "hello?"))).replies
+    await store.append(key, "bot", text="Reminder: your appointment is tomorrow.", scheduled="reminder_24h")
+    assert (await gateway.handle(InboundMessage("web", "addr", "still there?"))).replies == []
+
+
 async def off_shift_gateway(store: ConversationStore, hours: str, online: bool) -> Gateway:
     from channels.staff.shifts import Presence, Shift, StaffedHours
 

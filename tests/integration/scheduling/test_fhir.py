@@ -337,11 +337,22 @@ def test_names_and_dates_of_birth_travel_in_a_post_body_never_a_url(fhir, schedu
         assert DOB.isoformat() not in lowered and "neil" not in lowered and "person" not in lowered, target
 
 
+def test_next_links_are_followed_only_on_the_same_server():
+    on = fhir_backend._on_server
+    base = "https://ehr.example.org/fhir"
+    assert on("https://ehr.example.org/fhir?_getpages=abc&_offset=100", base)  # HAPI's shape
+    assert on("https://EHR.example.org/fhir/Patient?_offset=100", base)
+    assert not on("https://ehr.example.org/fhirx/Patient", base)
+    assert not on("http://ehr.example.org/fhir/Patient", base)  # the token never over plain http
+    assert not on("https://elsewhere.example/fhir/Patient", base)
+
+
 def test_a_server_that_refuses_post_search_is_searched_by_get(fhir, scheduler, patient, caplog):
     fhir.post_search = False
     assert scheduler.match_patient("José O'Neil-Smith", DOB) == patient
     assert [p.id for p in scheduler.find_patients("o'neil")] == [patient.id]
     assert ("GET", "/Patient") in fhir.requests
+    assert fhir.requests.count(("POST", "/Patient/_search")) == 1  # remembered: not asked again
     assert "refuses POST search" in caplog.text and DOB.isoformat() not in caplog.text
 
 

@@ -68,3 +68,26 @@ async def test_a_loop_on_still_running_stops_after_a_lost_cancellation():
     task.cancel()
     assert await asyncio.wait_for(task, 2) == "stopped"
     assert rounds >= 2
+
+
+async def test_clean_up_waited_through_cancellation_is_not_cut_by_a_second_cancel():
+    """A task that finishes a write when stopped keeps finishing it while cancel_and_wait asks again."""
+    finished: list[str] = []
+
+    async def write():
+        await asyncio.sleep(aio.RECANCEL_EVERY * 2.5)  # longer than one re-cancel interval
+        finished.append("written")
+        return "sid"
+
+    async def worker():
+        writing = asyncio.ensure_future(write())
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            finished.append(await aio.through_cancellation(writing))
+            raise
+
+    task = asyncio.create_task(worker())
+    await asyncio.sleep(0.05)
+    assert await aio.cancel_and_wait([task], timeout=10) == set()
+    assert task.cancelled() and finished == ["written", "sid"]

@@ -192,6 +192,10 @@ PREFERENCES = [
     ("9 or earlier", P(before_time=time(9, 1))),  # 9:00 itself is fine
     ("dec 10 or 11", P(days=frozenset({d(12, 10), d(12, 11)}))),
     ("january 4th & 5th", P(days=frozenset({d(1, 4, 2027), d(1, 5, 2027)}))),
+    ("dec 10 or later", P(not_before=d(12, 10))),  # a day, not 10 o'clock
+    ("Jan 5 or later", P(not_before=d(1, 5, 2027))),
+    ("dec 10 onwards", P(not_before=d(12, 10))),
+    ("dec 10 at 3 or later", P(days=frozenset({d(12, 10)}), after_time=time(15))),
     ("the 5th at 10am", P(days=frozenset({d(12, 5)}), after_time=time(9), before_time=time(11))),
     ("after lunch", P(after_time=time(13))),
     ("by noon", P(before_time=time(12))),
