@@ -29,7 +29,7 @@ from channels.store import Owner
 
 log = logging.getLogger(__name__)
 
-STATIC = ("console.js", "console.css")
+STATIC = ("console.js", "console.css", "api.js")
 RECHECK_SECONDS = 15  # how often a console's socket is checked for its session and its rights
 
 

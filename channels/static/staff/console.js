@@ -11,7 +11,8 @@
  * Content-Security-Policy allows scripts and styles from 'self' alone: nothing here is inline.
  */
 
-const API = "/staff/api";
+import { client } from "/staff/api.js";
+
 const PING_MS = 20_000; // the server counts a console silent for 60 s as away
 const POLL_MS = 15_000;
 const DEBOUNCE_MS = 200;
@@ -99,14 +100,6 @@ export function smsSegments(text) {
 
 // --- the API -------------------------------------------------------------------------------
 
-class ApiError extends Error {
-  constructor(status, body) {
-    super((body && body.detail) || `The request failed (HTTP ${status}).`);
-    this.status = status;
-    this.body = body || {};
-  }
-}
-
 const state = {
   me: null,
   csrf: null,
@@ -123,36 +116,11 @@ const state = {
   timers: [],
 };
 
-async function api(method, path, body, background = false) {
-  const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
-  // a poll or a live refresh is not a person: the server does not count it as activity
-  if (background) init.headers["X-Staff-Background"] = "1";
-  if (method !== "GET") {
-    init.headers["Content-Type"] = "application/json";
-    if (state.csrf) init.headers["X-CSRF-Token"] = state.csrf;
-    init.body = JSON.stringify(body || {});
-  }
-  let resp;
-  try {
-    resp = await fetch(API + path, init);
-  } catch (e) {
-    throw new ApiError(0, { error: "network", detail: "The console cannot reach the server. Check the connection." });
-  }
-  let data = null;
-  if (resp.status !== 204) {
-    try {
-      data = await resp.json();
-    } catch (e) {
-      data = null;
-    }
-  }
-  if (resp.status === 401 && path !== "/login") {
-    sessionEnded();
-    throw new ApiError(401, data);
-  }
-  if (!resp.ok) throw new ApiError(resp.status, data);
-  return data;
-}
+const api = client({
+  csrf: () => state.csrf,
+  ended: () => sessionEnded(),
+  unreachable: "The console cannot reach the server. Check the connection.",
+});
 
 /** Run an action from a button; its error's detail goes to the status line. */
 async function attempt(work, done) {

@@ -11,7 +11,8 @@
  * / createElement, never as HTML.
  */
 
-const API = "/staff/api";
+import { client } from "/staff/api.js";
+
 const STATUS_LABEL = {
   proposed: "Pending", pending: "Pending", booked: "Booked", arrived: "Arrived", fulfilled: "Completed",
   cancelled: "Cancelled", noshow: "No-show", "entered-in-error": "Entered in error",
@@ -65,15 +66,6 @@ function todayIn(zone) {
 
 // --- the API -------------------------------------------------------------------------------
 
-class ApiError extends Error {
-  constructor(status, body) {
-    super((body && body.detail && typeof body.detail === "string" && body.detail)
-      || `The request failed (HTTP ${status}).`);
-    this.status = status;
-    this.body = body || {};
-  }
-}
-
 const state = {
   me: null,
   csrf: null,
@@ -92,34 +84,11 @@ const state = {
   chosenByHand: false, // the date was picked: the first answer does not move it to the clinic's today
 };
 
-async function api(method, path, body) {
-  const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
-  if (method !== "GET") {
-    init.headers["Content-Type"] = "application/json";
-    if (state.csrf) init.headers["X-CSRF-Token"] = state.csrf;
-    init.body = JSON.stringify(body || {});
-  }
-  let resp;
-  try {
-    resp = await fetch(API + path, init);
-  } catch (e) {
-    throw new ApiError(0, { detail: "The page cannot reach the server. Check the connection." });
-  }
-  let data = null;
-  if (resp.status !== 204) {
-    try {
-      data = await resp.json();
-    } catch (e) {
-      data = null;
-    }
-  }
-  if (resp.status === 401 && path !== "/login") {
-    sessionEnded();
-    throw new ApiError(401, data);
-  }
-  if (!resp.ok) throw new ApiError(resp.status, data);
-  return data;
-}
+const api = client({
+  csrf: () => state.csrf,
+  ended: () => sessionEnded(),
+  unreachable: "The page cannot reach the server. Check the connection.",
+});
 
 function say(text) {
   const status = $("status");

@@ -229,6 +229,10 @@ async def test_the_page_and_its_files_are_served_and_the_page_holds_no_data(anon
     assert (await anon.get("/staff/schedule.css")).headers["content-type"].startswith("text/css")
     assert (await anon.get("/staff")).status_code == 200  # the console's own routes are still there
     assert (await anon.get("/staff/console.js")).status_code == 200
+    shared = await anon.get("/staff/api.js")  # the API helper both pages import
+    assert (
+        shared.headers["content-type"].startswith("application/javascript") and "export function client" in shared.text
+    )
 
 
 async def test_register_and_find_patients_with_the_phone_masked(staff, auth):
