@@ -515,6 +515,10 @@ def transcript_writer(store) -> Callable[[str, str, str], Awaitable[None]]:
     key the patient's texts have), marked with what it was (reminder_72h, waitlist_offer, ...)."""
 
     async def write(key: str, text: str, kind: str) -> None:
+        # a conversation in its own right (created, retained, erased as any): a bare transcript
+        # would look like the leftover of an erased one, and the retention sweep would take it and
+        # the reply context with it
+        await store.ensure(key, "sms")
         await store.append(key, "bot", text=text, scheduled=kind)
 
     return write

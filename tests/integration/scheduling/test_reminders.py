@@ -130,6 +130,10 @@ async def test_what_the_worker_texts_is_in_the_patients_transcript_a_code_withou
     assert set(by_kind) == {"otp", "reminder_24h"} and all(i["role"] == "bot" for i in items)
     assert by_kind["reminder_24h"]["text"] == reminder
     assert code not in json.dumps(items) and "code" in by_kind["otp"]["text"]
+    key = phone_key(SECRET, patient.phone)  # a conversation the retention sweep keeps, not a leftover
+    info = await store.info(key)
+    assert info["channel"] == "sms" and info["owner"] == "bot" and float(info["created_at"]) > 0
+    assert await client.zscore(f"{prefix}:retention", key) is not None
 
 
 class Crash(BaseException):
