@@ -428,7 +428,6 @@ class FhirScheduler:
         headers = {"Accept": "application/fhir+json", **({"Authorization": self._auth} if self._auth else {})}
 
         def run() -> list[dict[str, Any]]:
-            found: list[dict[str, Any]] = []
             if self._get_only:
                 return self._search(op, resource_type, _fhirpy_params(params), keep=keep, want=want or None)
             url = f"{self._url}/{resource_type}/_search"
@@ -437,6 +436,7 @@ class FhirScheduler:
                 log.warning("fhir server refuses POST search op=%s: patients are searched by GET", op)
                 self._get_only = True
                 return self._search(op, resource_type, _fhirpy_params(params), keep=keep, want=want or None)
+            found: list[dict[str, Any]] = []
             while True:
                 bundle = _searchset(response)
                 for entry in bundle.get("entry") or []:

@@ -722,12 +722,17 @@ def _between(m: re.Match) -> tuple[time, time] | None:
 
 def _blank_dates(text: str) -> str:
     for w in _written_dates(text):
-        text = text[: w.start] + " " * (w.end - w.start) + text[w.end :]
+        text = _blank_span(text, w.start, w.end)
     return text
 
 
 def _blank(text: str, m: re.Match) -> str:
-    return text[: m.start()] + " " * (m.end() - m.start()) + text[m.end() :]
+    return _blank_span(text, m.start(), m.end())
+
+
+def _blank_span(text: str, start: int, end: int) -> str:
+    """The text with [start, end) made spaces: what was read is not read again, and offsets hold."""
+    return text[:start] + " " * (end - start) + text[end:]
 
 
 # --- providers and locations; asap -------------------------------------------------------------

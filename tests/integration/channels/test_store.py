@@ -155,51 +155,48 @@ async def test_a_red_flag_alerts_the_staff_who_hold_it_and_queues_it_otherwise(s
     assert (await store.info("bot"))["priority"] == "emergency"
 
 
-async def test_a_claim_landing_inside_the_escalation_is_not_undone(store, redis_url, monkeypatch):
-    """The agent claims between the gateway's read and its write: the transaction starts again,
-    sees staff, and alerts them instead of taking the conversation back to the queue."""
+@pytest.fixture
+def writes_first(redis_url, monkeypatch):
+    """writes_first(method, mapping): patch ConversationStore.`method` (a step inside escalate's
+    transaction) so that, the first time, another Redis client writes `mapping` to the conversation
+    before the transaction commits, as another gateway process would. Returns the conversation keys
+    the step was called for."""
     import redis as sync_redis
 
-    await store.ensure("c1", "web")
     other = sync_redis.Redis.from_url(redis_url)
-    queue_owner = ConversationStore._queue_owner
-    calls = []
 
-    def claim_first(self, pipe, key, *args):
-        if not calls:  # another gateway process: the claim commits before this transaction does
-            other.hset(self._k("conv", key), mapping={"owner": "staff", "assignee": "7"})
-        calls.append(key)
-        return queue_owner(self, pipe, key, *args)
+    def patch(method: str, mapping: dict) -> list[str]:
+        original = getattr(ConversationStore, method)
+        calls: list[str] = []
 
-    monkeypatch.setattr(ConversationStore, "_queue_owner", claim_first)
-    try:
-        assert await store.escalate("c1", "safety:stroke", None, "emergency") is Owner.STAFF
-    finally:
-        other.close()
+        def write_first(self, pipe, key, *args):
+            if not calls:
+                other.hset(self._k("conv", key), mapping=mapping)
+            calls.append(key)
+            return original(self, pipe, key, *args)
+
+        monkeypatch.setattr(ConversationStore, method, write_first)
+        return calls
+
+    yield patch
+    other.close()
+
+
+async def test_a_claim_landing_inside_the_escalation_is_not_undone(store, writes_first):
+    """The agent claims between the gateway's read and its write: the transaction starts again,
+    sees staff, and alerts them instead of taking the conversation back to the queue."""
+    await store.ensure("c1", "web")
+    calls = writes_first("_queue_owner", {"owner": "staff", "assignee": "7"})
+    assert await store.escalate("c1", "safety:stroke", None, "emergency") is Owner.STAFF
     info = await store.info("c1")
     assert calls == ["c1"] and info["owner"] == "staff" and info["assignee"] == "7"
     assert info["alert"] == "safety:stroke" and await store.waiting_for_staff() == []
 
 
-async def test_a_hand_back_landing_inside_the_escalation_queues_it(store, redis_url, monkeypatch):
+async def test_a_hand_back_landing_inside_the_escalation_queues_it(store, writes_first):
     """Returned to the assistant just as the red flag arrives: queued, not an alert nobody holds."""
-    import redis as sync_redis
-
     await _held_by_staff(store, "c2")
-    other = sync_redis.Redis.from_url(redis_url)
-    queue_flag = ConversationStore._queue_flag
-    calls = []
-
-    def return_first(self, pipe, key, *args):
-        if not calls:
-            other.hset(self._k("conv", key), "owner", "bot")
-        calls.append(key)
-        return queue_flag(self, pipe, key, *args)
-
-    monkeypatch.setattr(ConversationStore, "_queue_flag", return_first)
-    try:
-        assert await store.escalate("c2", "safety:stroke", None, "emergency") is Owner.WAITING_FOR_STAFF
-    finally:
-        other.close()
+    calls = writes_first("_queue_flag", {"owner": "bot"})
+    assert await store.escalate("c2", "safety:stroke", None, "emergency") is Owner.WAITING_FOR_STAFF
     assert calls == ["c2"] and await store.waiting_for_staff() == ["c2"]
     assert (await store.info("c2"))["owner"] == "waiting_for_staff"
